@@ -1,0 +1,73 @@
+# smsubmit: GNU make.  `make`, `make run`, `make regress`, `make install`.
+# SANITIZE=1 builds everything with AddressSanitizer and UBSan.
+
+PREFIX	?= /usr/local
+SBINDIR	?= $(PREFIX)/sbin
+MANDIR	?= $(PREFIX)/share/man
+DESTDIR	?=
+
+CC	?= cc
+YACC	?= bison -y
+PKG_CONFIG ?= pkg-config
+PKGS	 = libtls libsasl2 libbsd-overlay libevent
+
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS))
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS))
+
+CFLAGS	?= -O2 -g
+CFLAGS	+= -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
+	   -Wmissing-prototypes -Wstrict-prototypes -Wshadow \
+	   -D_FORTIFY_SOURCE=2 -D_GNU_SOURCE -fstack-protector-strong -fPIE \
+	   -Icommon -Ismtpd $(PKG_CFLAGS)
+LDFLAGS	+= -pie -Wl,-z,relro,-z,now
+LDLIBS	+= $(PKG_LIBS)
+
+ifeq ($(SANITIZE),1)
+CFLAGS	+= -fsanitize=address,undefined -fno-omit-frame-pointer \
+	   -fno-sanitize-recover=undefined -U_FORTIFY_SOURCE
+LDFLAGS	+= -fsanitize=address,undefined
+endif
+
+COMMON	 = common/log.o common/buf.o common/b64.o common/addr.o \
+	   common/ipc.o common/body.o
+SMTPD	 = smtpd/smsubmit.o smtpd/parse.o smtpd/listener.o smtpd/session.o \
+	   smtpd/auth.o smtpd/queue.o smtpd/relay.o
+UNIT	 = $(patsubst %.c,%,$(wildcard regress/unit/t_*.c))
+
+all: smtpd/smsubmit
+
+smtpd/smsubmit: $(SMTPD) $(COMMON)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+smtpd/parse.c: smtpd/parse.y
+	$(YACC) -o $@ $<
+
+# the generated parser is not ours to keep warning-free
+smtpd/parse.o: CFLAGS += -Wno-shadow -Wno-missing-prototypes
+
+$(SMTPD) $(COMMON): common/*.h smtpd/smsubmit.h
+
+regress/unit/%: regress/unit/%.c regress/unit/tap.h $(COMMON) smtpd/parse.o
+	$(CC) $(CFLAGS) -Iregress/unit $(LDFLAGS) -o $@ $< $(COMMON) \
+	    smtpd/parse.o $(LDLIBS)
+
+unit: $(UNIT)
+
+regress: all unit
+	python3 regress/run.py
+
+run: all
+	sh etc/run.sh
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(MANDIR)/man5
+	install -m 555 smtpd/smsubmit $(DESTDIR)$(SBINDIR)/smsubmit
+	install -m 444 smsubmit.8 $(DESTDIR)$(MANDIR)/man8/smsubmit.8
+	install -m 444 etc/smsubmit.conf.5 \
+	    $(DESTDIR)$(MANDIR)/man5/smsubmit.conf.5
+
+clean:
+	rm -f smtpd/smsubmit smtpd/*.o common/*.o smtpd/parse.c $(UNIT)
+
+.PHONY: all unit regress run install clean

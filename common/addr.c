@@ -1,0 +1,171 @@
+/*
+ * addr.c: parsing and validation of SMTP paths.  Used by the listener on
+ * the wire and by the queue when it loads an envelope from disk.
+ */
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
+
+#include "addr.h"
+
+/* atext of RFC 5322, plus octets >= 0x80 when UTF-8 is allowed */
+static int
+is_atext(unsigned char c, int flags)
+{
+	if (c >= 0x80)
+		return (flags & ADDR_UTF8) != 0;
+	if (isalnum(c))
+		return 1;
+	return strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL && c != '\0';
+}
+
+static int
+local_valid(const char *s, size_t n, int flags)
+{
+	size_t	 i;
+	int	 quoted;
+
+	if (n == 0 || n > ADDR_LOCAL_MAX)
+		return 0;
+	if (s[0] == '"') {
+		if (n < 2 || s[n - 1] != '"')
+			return 0;
+		for (i = 1, quoted = 0; i < n - 1; i++) {
+			unsigned char c = s[i];
+
+			if (quoted) {
+				if (c < 0x20 || c == 0x7f)
+					return 0;
+				quoted = 0;
+				continue;
+			}
+			if (c == '\\') {
+				quoted = 1;
+				continue;
+			}
+			if (c == '"' || c < 0x20 || c == 0x7f ||
+			    (c >= 0x80 && !(flags & ADDR_UTF8)))
+				return 0;
+		}
+		return !quoted;
+	}
+	/* dot-string: atoms separated by single dots */
+	if (s[0] == '.' || s[n - 1] == '.')
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (s[i] == '.') {
+			if (s[i + 1] == '.')
+				return 0;
+			continue;
+		}
+		if (!is_atext(s[i], flags))
+			return 0;
+	}
+	return 1;
+}
+
+static int
+domain_valid(const char *s, size_t n, int flags)
+{
+	size_t	 i, label = 0;
+
+	if (n == 0 || n > ADDR_DOMAIN_MAX)
+		return 0;
+	if (s[0] == '[') {
+		/* address literal: digits, dots, colons, IPv6: tag */
+		if (n < 3 || s[n - 1] != ']')
+			return 0;
+		for (i = 1; i < n - 1; i++)
+			if (!isalnum((unsigned char)s[i]) &&
+			    strchr(".:", s[i]) == NULL)
+				return 0;
+		return 1;
+	}
+	for (i = 0; i < n; i++) {
+		unsigned char c = s[i];
+
+		if (c == '.') {
+			if (label == 0 || s[i - 1] == '-')
+				return 0;
+			label = 0;
+			continue;
+		}
+		if (c == '-') {
+			if (label == 0)
+				return 0;
+		} else if (!isalnum(c) && !(c >= 0x80 && (flags & ADDR_UTF8)))
+			return 0;
+		if (++label > 63)
+			return 0;
+	}
+	return label > 0 && s[n - 1] != '-';
+}
+
+int
+addr_mailbox_valid(const char *s, int flags)
+{
+	const char	*at;
+	size_t		 n = strlen(s);
+
+	if (n == 0)
+		return (flags & ADDR_NULL_OK) != 0;
+	if ((flags & ADDR_POSTMASTER) && strcasecmp(s, "postmaster") == 0)
+		return 1;
+	/* the last '@' outside a quoted local part separates the domain */
+	if ((at = strrchr(s, '@')) == NULL)
+		return 0;
+	return local_valid(s, at - s, flags) &&
+	    domain_valid(at + 1, n - (at - s) - 1, flags);
+}
+
+int
+addr_parse_path(const char *arg, int flags, char *addr, size_t addrlen,
+    const char **params)
+{
+	const char	*p, *end;
+	size_t		 n;
+	int		 inquote = 0;
+
+	p = arg;
+	while (*p == ' ')
+		p++;
+	if (*p++ != '<')
+		return -1;
+	for (end = p; *end != '\0'; end++) {
+		if (inquote && *end == '\\' && end[1] != '\0') {
+			end++;
+			continue;
+		}
+		if (*end == '"')
+			inquote = !inquote;
+		else if (*end == '>' && !inquote)
+			break;
+	}
+	if (*end != '>')
+		return -1;
+	n = end - p;
+	if (n >= addrlen || n >= ADDR_MAX)
+		return -1;
+	memcpy(addr, p, n);
+	addr[n] = '\0';
+	if (!addr_mailbox_valid(addr, flags))
+		return -1;
+	p = end + 1;
+	if (*p != '\0' && *p != ' ')
+		return -1;
+	while (*p == ' ')
+		p++;
+	if (params != NULL)
+		*params = p;
+	return 0;
+}
+
+const char *
+addr_domain(const char *addr)
+{
+	const char	*at;
+
+	if ((at = strrchr(addr, '@')) == NULL)
+		return "";
+	return at + 1;
+}

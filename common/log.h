@@ -1,0 +1,28 @@
+/*
+ * log.h: logging to syslog (facility mail) or, in the foreground, stderr.
+ *
+ * Every process calls log_init() once and log_procname() after fork so
+ * each line says which process wrote it.  fatal() and fatalx() log and
+ * exit(1); the x variants never append strerror(errno).
+ */
+#ifndef LOG_H
+#define LOG_H
+
+#include <stdarg.h>
+
+void	log_init(int foreground, int verbose);
+void	log_procname(const char *);
+void	log_setverbose(int);
+int	log_getverbose(void);
+void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	log_vwrite(int, const char *, va_list)
+	    __attribute__((format(printf, 2, 0)));
+void	fatal(const char *, ...) __attribute__((format(printf, 1, 2)))
+	    __attribute__((noreturn));
+void	fatalx(const char *, ...) __attribute__((format(printf, 1, 2)))
+	    __attribute__((noreturn));
+
+#endif
