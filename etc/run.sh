@@ -115,6 +115,7 @@ if [ ! -s "$cert" ] || [ ! -s "$key" ] ||
 	)
 fi
 chmod 0600 "$key"
+chmod 0644 "$cert"
 
 # The demo password is kept so that every run shows the same one.
 pwfile=$run/password
