@@ -142,3 +142,17 @@ fatalx(const char *fmt, ...)
 	va_end(ap);
 	exit(1);
 }
+
+void
+log_sanitise(char *dst, size_t len, const char *src)
+{
+	size_t	 i;
+
+	if (len == 0)
+		return;
+	for (i = 0; i + 1 < len && src[i] != '\0'; i++)
+		dst[i] = ((unsigned char)src[i] < 0x21 ||
+		    (unsigned char)src[i] > 0x7e || src[i] == '(' ||
+		    src[i] == ')' || src[i] == '\\') ? '_' : src[i];
+	dst[i] = '\0';
+}

@@ -20,6 +20,11 @@ void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_vwrite(int, const char *, va_list)
 	    __attribute__((format(printf, 2, 0)));
+/*
+ * Copy a string from the wire for a log line or a header: control
+ * characters, spaces, 8-bit octets, parentheses and backslashes become '_'.
+ */
+void	log_sanitise(char *, size_t, const char *);
 void	fatal(const char *, ...) __attribute__((format(printf, 1, 2)))
 	    __attribute__((noreturn));
 void	fatalx(const char *, ...) __attribute__((format(printf, 1, 2)))

@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 #include <sys/queue.h>
+#include <sys/tree.h>
 #include <sys/socket.h>
 
 #include <limits.h>
@@ -15,7 +16,11 @@
 #include <time.h>
 
 #include "addr.h"
+#include "body.h"
+#include "buf.h"
+#include "ipc.h"
 
+#define SMSUBMIT_VERSION	"1.0"
 #define SMSUBMIT_CONF		"/etc/smsubmit.conf"
 #define SMSUBMIT_USER		"_smsubmit"
 #define SMSUBMIT_QUEUE_USER	"_smsubmitq"
@@ -126,12 +131,115 @@ enum queue_result {
 
 /* --- smsubmit.c: the parent --- */
 
-const char	*proc_title(const char *);
+/* Become a child: title, and as root: chroot (if root != NULL) and user. */
+void	 proc_setup(const char *title, const char *user, const char *root);
 
 /* --- listener.c --- */
 
+struct listener_env {
+	struct smsubmit_conf	*conf;
+	struct event_base	*base;
+	struct ipc		*parent;
+	struct ipc		*auth;
+	struct ipc		*queue;
+	struct tls		*tls;		/* server context, once keyed */
+	char			 mechs[AUTH_MECHS_MAX];	/* from auth */
+	int			 auth_ready;
+	int			 nsessions;
+	int			 stopping;
+	uint32_t		 nextid;
+	char			*cert;		/* PEM from the parent */
+	size_t			 certlen;
+	char			*key;
+	size_t			 keylen;
+};
+
+enum session_state {
+	S_HANDSHAKE,		/* implicit TLS handshake before the greeting */
+	S_CONNECTED,		/* greeted, no EHLO yet */
+	S_HELO,			/* idle */
+	S_AUTH,			/* in a SASL exchange */
+	S_MAIL,			/* after MAIL */
+	S_RCPT,			/* after at least one RCPT */
+	S_DATA,			/* receiving the message */
+	S_QUIT			/* closing once the output is written */
+};
+
+#define SF_TLS		0x0001	/* TLS established */
+#define SF_STARTTLS	0x0002	/* 220 sent for STARTTLS, handshake next */
+#define SF_AUTHED	0x0004
+#define SF_EHLO		0x0008	/* EHLO, not HELO */
+#define SF_REJECT	0x0020	/* over a limit: greet with 421 */
+#define SF_8BITMIME	0x0040	/* transaction flags */
+#define SF_SMTPUTF8	0x0080
+#define SF_SKIPLINE	0x0100	/* discarding an overlong line */
+#define SF_DATAFULL	0x0200	/* message over the size limit */
+
+struct session {
+	SPLAY_ENTRY(session)	 entry;
+	uint32_t		 id;
+	struct listener_env	*env;
+	struct listen_conf	*lc;
+	int			 fd;
+	struct tls		*tls;
+	struct event		*ev;
+	struct buf		 in;
+	struct buf		 out;
+	enum session_state	 state;
+	int			 flags;
+	enum {
+		PENDING_NONE,		/* input is processed */
+		PENDING_AUTH,		/* waiting for auth: input held */
+		PENDING_FILE,		/* waiting for the queue's file */
+		PENDING_COMMIT		/* waiting for the queue's commit */
+	}			 pending;
+	short			 rwant;		/* what a read waits for */
+	short			 wwant;		/* what a write waits for */
+	char			 client[NI_MAXHOST];
+	char			 local[NI_MAXHOST + 8];
+	int			 nunknown;
+	int			 nauthfail;
+	char			 helo[256];	/* sanitised */
+	char			 user[256];	/* sanitised, once authed */
+	char			 mech[32];
+	/* the transaction */
+	char			 from[ADDR_MAX];
+	char			**rcpts;
+	int			 nrcpts;
+	/* DATA */
+	char			 msgid[QUEUE_ID_LEN + 1];
+	int			 msgfd;
+	struct body		*body;
+	struct buf		 dbuf;
+	size_t			 msgsize;
+	int			 data_errno;
+	char			 add_msgid[128];
+	char			 add_date[96];
+};
+
 void	 listener_main(struct smsubmit_conf *, int parent, int auth, int queue)
 	    __attribute__((noreturn));
+/* Called by the session once its STARTTLS reply is queued. */
+void	 listener_starttls(struct session *);
+
+/* --- session.c: the SMTP dialogue --- */
+
+struct smtp_cmd;
+
+void	 session_start(struct session *);	/* after connect or TLS */
+void	 session_input(struct session *);	/* process buffered input */
+void	 session_reply(struct session *, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+void	 session_close(struct session *, const char *);
+void	 session_auth_result(struct session *, struct ipc_msg *);
+void	 session_queue_result(struct session *, struct ipc_msg *);
+void	 session_cleanup(struct session *);
+/* Split a command line; returns the command or NULL if unknown. */
+const struct smtp_cmd *session_cmd_lookup(const char *, const char **arg);
+const char *session_cmd_name(const struct smtp_cmd *);
+/* Parse MAIL parameters: 0 or the reply code to give, with *msg. */
+int	 session_mail_params(const char *, size_t maxsize, int *flags,
+	    const char **msg);
 
 /* --- auth.c --- */
 
@@ -140,7 +248,52 @@ void	 auth_main(struct smsubmit_conf *, int parent, int listener)
 
 /* --- queue.c --- */
 
+enum rcpt_state {
+	RCPT_PENDING,		/* to be relayed */
+	RCPT_DONE,		/* the relay took it */
+	RCPT_FAILED		/* the relay refused it for good */
+};
+
+struct rcpt {
+	char			*addr;
+	enum rcpt_state		 state;
+	char			 reply[256];	/* the relay's last word */
+};
+
+/* A committed message, as the queue process knows it. */
+struct qmsg {
+	TAILQ_ENTRY(qmsg)	 entry;
+	char			 id[QUEUE_ID_LEN + 1];
+	char			 from[ADDR_MAX];
+	char			 user[256];
+	char			 helo[256];
+	char			 client[NI_MAXHOST];
+	int			 flags;		/* ENV_* */
+	time_t			 created;
+	time_t			 next;		/* next attempt */
+	int			 attempts;
+	char			 error[256];	/* last temporary error */
+	struct rcpt		*rcpts;
+	int			 nrcpts;
+};
+
 void	 queue_main(struct smsubmit_conf *, int parent, int listener)
 	    __attribute__((noreturn));
+/* Called by the relay when an attempt at a message is over. */
+void	 queue_relay_done(struct qmsg *);
+/* Parse an envelope file's text; 0 if valid. */
+int	 queue_envelope_parse(struct qmsg *, char *);
+
+/* --- relay.c: the SMTP client, in the queue process --- */
+
+void	 relay_init(struct event_base *, struct smsubmit_conf *);
+int	 relay_ready(void);		/* can take a message now */
+time_t	 relay_retry_at(void);		/* when a down relay is tried */
+void	 relay_deliver(struct qmsg *);
+/*
+ * Parse one reply line: 1 and the code for the last line of a reply, 0 for
+ * a continuation line, -1 for garbage.
+ */
+int	 relay_reply_line(const char *, int *code);
 
 #endif

@@ -1,0 +1,423 @@
+/*
+ * auth.c: the "[auth]" process.  It alone talks to Cyrus SASL and so to
+ * the password store.  The listener hands it base64 strings; it answers
+ * with a base64 challenge, success and the canonical user name, or a
+ * failure reason.  One sasl_conn_t lives per session in an exchange.
+ */
+#include <sys/types.h>
+#include <sys/tree.h>
+
+#include <event.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <sasl/sasl.h>
+
+#include "b64.h"
+#include "log.h"
+#include "smsubmit.h"
+
+struct exchange {
+	SPLAY_ENTRY(exchange)	 entry;
+	uint32_t		 id;
+	sasl_conn_t		*conn;
+	char			 mech[32];
+	char			 client[NI_MAXHOST];
+	char			 user[128];	/* for the log, sanitised */
+	int			 steps;
+};
+
+static int	exchange_cmp(struct exchange *, struct exchange *);
+SPLAY_HEAD(exchangetree, exchange);
+SPLAY_PROTOTYPE(exchangetree, exchange, entry, exchange_cmp);
+SPLAY_GENERATE(exchangetree, exchange, entry, exchange_cmp);
+
+static struct {
+	struct smsubmit_conf	*conf;
+	struct event_base	*base;
+	struct ipc		*listener;
+	struct exchangetree	 exchanges;
+	char			 mechs[AUTH_MECHS_MAX];
+} env;
+
+static int
+exchange_cmp(struct exchange *a, struct exchange *b)
+{
+	return a->id < b->id ? -1 : a->id > b->id;
+}
+
+static int
+sasl_log_cb(void *ctx, int level, const char *msg)
+{
+	if (level <= SASL_LOG_ERR)
+		log_warnx("sasl: %s", msg);
+	else if (level <= SASL_LOG_NOTE)
+		log_info("sasl: %s", msg);
+	else
+		log_debug("sasl: %s", msg);
+	return SASL_OK;
+}
+
+static int
+sasl_confpath_cb(void *ctx, const char **path)
+{
+	*path = env.conf->sasl_config;
+	return SASL_OK;
+}
+
+/* Nobody may act as someone else: the authorization id is the user. */
+static int
+sasl_proxy_cb(sasl_conn_t *conn, void *ctx, const char *req, unsigned reqlen,
+    const char *authid, unsigned authidlen, const char *realm,
+    unsigned realmlen, struct propctx *props)
+{
+	if (reqlen != authidlen || memcmp(req, authid, reqlen) != 0) {
+		sasl_seterror(conn, 0, "authorization identity differs from "
+		    "authentication identity");
+		return SASL_NOAUTHZ;
+	}
+	return SASL_OK;
+}
+
+/* Cyrus takes every callback as int (*)(void); void (*)(void) casts quietly */
+#define SASL_CB(f)	((int (*)(void))(void (*)(void))(f))
+
+static sasl_callback_t global_cb[] = {
+	{ SASL_CB_LOG, SASL_CB(sasl_log_cb), NULL },
+	{ SASL_CB_GETCONFPATH, SASL_CB(sasl_confpath_cb), NULL },
+	{ SASL_CB_LIST_END, NULL, NULL }
+};
+
+static sasl_callback_t conn_cb[] = {
+	{ SASL_CB_PROXY_POLICY, SASL_CB(sasl_proxy_cb), NULL },
+	{ SASL_CB_LIST_END, NULL, NULL }
+};
+
+static sasl_conn_t *
+conn_new(const char *local, const char *client)
+{
+	sasl_security_properties_t	 secprops;
+	sasl_ssf_t			 ssf = 256;
+	sasl_conn_t			*conn;
+	char				 remote[NI_MAXHOST + 4];
+
+	snprintf(remote, sizeof(remote), "%s;0", client);
+	if (sasl_server_new("smtp", env.conf->hostname, NULL,
+	    *local ? local : NULL, *client ? remote : NULL, conn_cb, 0,
+	    &conn) != SASL_OK)
+		return NULL;
+	/* TLS protects the exchange; SASL adds no security layer */
+	memset(&secprops, 0, sizeof(secprops));
+	secprops.security_flags = SASL_SEC_NOANONYMOUS;
+	if (sasl_setprop(conn, SASL_SEC_PROPS, &secprops) != SASL_OK ||
+	    sasl_setprop(conn, SASL_SSF_EXTERNAL, &ssf) != SASL_OK) {
+		sasl_dispose(&conn);
+		return NULL;
+	}
+	return conn;
+}
+
+/* Offer what is both configured and installed, in the configured order. */
+static void
+find_mechs(void)
+{
+	sasl_conn_t	*conn;
+	const char	*avail, *p;
+	char		 want[AUTH_MECHS_MAX], *m, *last;
+	unsigned	 len;
+	int		 count;
+	size_t		 n;
+
+	if ((conn = conn_new("", "")) == NULL)
+		fatalx("sasl_server_new failed");
+	if (sasl_listmech(conn, NULL, " ", " ", " ", &avail, &len,
+	    &count) != SASL_OK)
+		avail = "";
+	strlcpy(want, env.conf->auth_mechs, sizeof(want));
+	for (m = strtok_r(want, " ", &last); m != NULL;
+	    m = strtok_r(NULL, " ", &last)) {
+		n = strlen(m);
+		for (p = strcasestr(avail, m); p != NULL;
+		    p = strcasestr(p + 1, m))
+			if (p[-1] == ' ' && (p[n] == ' ' || p[n] == '\0'))
+				break;
+		if (p == NULL) {
+			log_warnx("SASL mechanism %s is not available", m);
+			continue;
+		}
+		if (env.mechs[0] != '\0')
+			strlcat(env.mechs, " ", sizeof(env.mechs));
+		strlcat(env.mechs, m, sizeof(env.mechs));
+	}
+	sasl_dispose(&conn);
+	if (env.mechs[0] == '\0')
+		log_warnx("no SASL mechanism available: nobody can log in");
+}
+
+/* The user an exchange claims to be, for the log line of a failure. */
+static void
+guess_user(struct exchange *x, const char *in, unsigned len)
+{
+	const char	*p, *end = in + len;
+	char		 user[128];
+	size_t		 n;
+
+	if (x->user[0] != '\0' || len == 0)
+		return;
+	if (strcasecmp(x->mech, "PLAIN") == 0) {
+		/* authzid NUL authcid NUL password */
+		if ((p = memchr(in, '\0', len)) == NULL)
+			return;
+		p++;
+		n = strnlen(p, end - p);
+	} else if (strcasecmp(x->mech, "LOGIN") == 0) {
+		p = in;
+		n = len;
+	} else if (strncasecmp(x->mech, "SCRAM-", 6) == 0) {
+		/* gs2-header then "n=user," */
+		if ((p = memmem(in, len, ",n=", 3)) == NULL)
+			return;
+		p += 3;
+		n = strcspn(p, ",");
+		if (n > (size_t)(end - p))
+			n = end - p;
+	} else
+		return;
+	if (n >= sizeof(user))
+		n = sizeof(user) - 1;
+	memcpy(user, p, n);
+	user[n] = '\0';
+	log_sanitise(x->user, sizeof(x->user), user);
+}
+
+static void
+exchange_free(struct exchange *x)
+{
+	SPLAY_REMOVE(exchangetree, &env.exchanges, x);
+	sasl_dispose(&x->conn);
+	free(x);
+}
+
+static void
+reply_fail(struct exchange *x, enum auth_result why, int r)
+{
+	if (why == AUTH_R_BADCREDS)
+		log_info("session %08x auth failed for user=%s mechanism=%s "
+		    "from %s: %s", x->id, x->user[0] ? x->user : "unknown",
+		    x->mech, x->client, sasl_errstring(r, NULL, NULL));
+	else
+		log_info("session %08x auth error mechanism=%s from %s: %s",
+		    x->id, x->mech, x->client, why == AUTH_R_BADB64 ?
+		    "bad base64" : sasl_errdetail(x->conn));
+	ipc_send(env.listener, IMSG_AUTH_FAIL, x->id, -1, "u", (uint32_t)why);
+	exchange_free(x);
+}
+
+/* Act on what sasl_server_start() or sasl_server_step() said. */
+static void
+answer(struct exchange *x, int r, const char *out, unsigned outlen)
+{
+	const void	*user;
+	char		*b64;
+	size_t		 n;
+
+	switch (r) {
+	case SASL_OK:
+		if (sasl_getprop(x->conn, SASL_USERNAME, &user) != SASL_OK ||
+		    user == NULL) {
+			reply_fail(x, AUTH_R_TEMP, r);
+			return;
+		}
+		ipc_send(env.listener, IMSG_AUTH_OK, x->id, -1, "s", user);
+		exchange_free(x);
+		return;
+	case SASL_CONTINUE:
+		n = B64_ENCLEN(outlen);
+		if (++x->steps > 16 || (b64 = malloc(n)) == NULL) {
+			reply_fail(x, AUTH_R_TEMP, SASL_FAIL);
+			return;
+		}
+		b64_encode(out, outlen, b64, n);
+		ipc_send(env.listener, IMSG_AUTH_CONTINUE, x->id, -1, "s", b64);
+		free(b64);
+		return;
+	case SASL_NOMECH:
+	case SASL_TOOWEAK:
+	case SASL_ENCRYPT:
+		reply_fail(x, AUTH_R_BADMECH, r);
+		return;
+	case SASL_FAIL:
+	case SASL_NOMEM:
+	case SASL_BUFOVER:
+	case SASL_TRYAGAIN:
+	case SASL_UNAVAIL:
+		reply_fail(x, AUTH_R_TEMP, r);
+		return;
+	default:
+		reply_fail(x, AUTH_R_BADCREDS, r);
+		return;
+	}
+}
+
+/* Decode a client's base64; NULL (and the exchange ended) if invalid. */
+static char *
+decode(struct exchange *x, const char *b64, unsigned *len)
+{
+	size_t	 n = strlen(b64);
+	ssize_t	 r;
+	char	*p;
+
+	if ((p = malloc(B64_DECLEN(n))) == NULL) {
+		reply_fail(x, AUTH_R_TEMP, SASL_NOMEM);
+		return NULL;
+	}
+	if ((r = b64_decode(b64, n, p, B64_DECLEN(n))) == -1) {
+		free(p);
+		reply_fail(x, AUTH_R_BADB64, SASL_BADPARAM);
+		return NULL;
+	}
+	*len = r;
+	return p;
+}
+
+static void
+auth_start(struct ipc_msg *msg)
+{
+	struct exchange	*x, key;
+	const char	*mech, *ir, *client, *local, *out;
+	char		*in = NULL;
+	unsigned	 inlen = 0, outlen;
+	uint32_t	 has_ir;
+	int		 r;
+
+	if (ipc_unpack(msg, "ssuss", &mech, &ir, &has_ir, &client,
+	    &local) == -1 || strlen(mech) >= sizeof(x->mech))
+		fatalx("bad AUTH_START");
+	key.id = msg->peerid;
+	if (SPLAY_FIND(exchangetree, &env.exchanges, &key) != NULL)
+		fatalx("AUTH_START for session %08x already in an exchange",
+		    key.id);
+	if ((x = calloc(1, sizeof(*x))) == NULL) {
+		ipc_send(env.listener, IMSG_AUTH_FAIL, msg->peerid, -1, "u",
+		    (uint32_t)AUTH_R_TEMP);
+		return;
+	}
+	x->id = msg->peerid;
+	strlcpy(x->mech, mech, sizeof(x->mech));
+	log_sanitise(x->client, sizeof(x->client), client);
+	if ((x->conn = conn_new(local, client)) == NULL) {
+		free(x);
+		ipc_send(env.listener, IMSG_AUTH_FAIL, msg->peerid, -1, "u",
+		    (uint32_t)AUTH_R_TEMP);
+		return;
+	}
+	SPLAY_INSERT(exchangetree, &env.exchanges, x);
+	if (has_ir && (in = decode(x, ir, &inlen)) == NULL)
+		return;
+	guess_user(x, in, inlen);
+	r = sasl_server_start(x->conn, x->mech, has_ir ? in : NULL, inlen,
+	    &out, &outlen);
+	if (in != NULL)
+		freezero(in, inlen + 1);
+	answer(x, r, out, outlen);
+}
+
+static void
+auth_step(struct ipc_msg *msg)
+{
+	struct exchange	*x, key;
+	const char	*resp, *out;
+	char		*in;
+	unsigned	 inlen, outlen;
+	int		 r;
+
+	if (ipc_unpack(msg, "s", &resp) == -1)
+		fatalx("bad AUTH_STEP");
+	key.id = msg->peerid;
+	if ((x = SPLAY_FIND(exchangetree, &env.exchanges, &key)) == NULL)
+		fatalx("AUTH_STEP for session %08x not in an exchange",
+		    key.id);
+	if ((in = decode(x, resp, &inlen)) == NULL)
+		return;
+	guess_user(x, in, inlen);
+	r = sasl_server_step(x->conn, in, inlen, &out, &outlen);
+	freezero(in, inlen + 1);
+	answer(x, r, out, outlen);
+}
+
+static void
+listener_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
+{
+	struct exchange	*x, key;
+
+	if (msg == NULL)
+		fatalx("listener went away");
+	if (msg->fd != -1)
+		fatalx("unexpected descriptor from listener");
+	switch (msg->type) {
+	case IMSG_AUTH_START:
+		auth_start(msg);
+		break;
+	case IMSG_AUTH_STEP:
+		auth_step(msg);
+		break;
+	case IMSG_AUTH_END:
+		if (ipc_unpack(msg, "") == -1)
+			fatalx("bad AUTH_END");
+		key.id = msg->peerid;
+		if ((x = SPLAY_FIND(exchangetree, &env.exchanges,
+		    &key)) != NULL)
+			exchange_free(x);
+		break;
+	default:
+		fatalx("unexpected message %u from listener", msg->type);
+	}
+	/* the strings held credentials */
+	explicit_bzero((void *)msg->data, msg->len);
+}
+
+static void
+parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
+{
+	if (msg == NULL)
+		fatalx("parent went away");
+	fatalx("unexpected message %u from parent", msg->type);
+}
+
+static void
+signal_cb(int sig, short ev, void *arg)
+{
+	exit(0);
+}
+
+void
+auth_main(struct smsubmit_conf *conf, int parent, int listener)
+{
+	struct event	*sterm;
+
+	env.conf = conf;
+	SPLAY_INIT(&env.exchanges);
+	proc_setup("auth", conf->user, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGINT, SIG_IGN);	/* the parent says when to stop */
+
+	if (sasl_server_init(global_cb, SMSUBMIT_SASL_APP) != SASL_OK)
+		fatalx("sasl_server_init failed");
+	find_mechs();
+
+	if ((env.base = event_base_new()) == NULL)
+		fatalx("event_base_new");
+	(void)ipc_new(env.base, parent, "parent", parent_dispatch, NULL);
+	env.listener = ipc_new(env.base, listener, "listener",
+	    listener_dispatch, NULL);
+	ipc_send(env.listener, IMSG_AUTH_MECHS, 0, -1, "s", env.mechs);
+	sterm = evsignal_new(env.base, SIGTERM, signal_cb, NULL);
+	if (sterm == NULL || evsignal_add(sterm, NULL) == -1)
+		fatalx("evsignal");
+	event_base_dispatch(env.base);
+	fatalx("event loop ended");
+}

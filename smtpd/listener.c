@@ -1,0 +1,641 @@
+/*
+ * listener.c: the "[smtp]" process.  Unprivileged and chrooted to an
+ * empty directory, it accepts connections, does TLS with libtls in
+ * non-blocking mode, moves bytes between sockets and sessions, and routes
+ * the auth and queue processes' answers to their sessions.  The SMTP
+ * dialogue itself is in session.c.  One process serves every session
+ * through libevent; a session costs memory only while it exists.
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/tree.h>
+
+#include <errno.h>
+#include <event.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tls.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "smsubmit.h"
+
+#define READ_CHUNK	16384
+#define INPUT_MAX	(64 * 1024)
+#define OUTPUT_MAX	(256 * 1024)
+#define STOP_GRACE	10		/* seconds for sessions in flight */
+#define SESSIONS_SLACK	32		/* greeted with 421 beyond the limit */
+
+struct addrcount {
+	SPLAY_ENTRY(addrcount)	 entry;
+	char			 addr[NI_MAXHOST];
+	int			 n;
+};
+
+static int	session_cmp(struct session *, struct session *);
+static int	addrcount_cmp(struct addrcount *, struct addrcount *);
+SPLAY_HEAD(sessiontree, session);
+SPLAY_PROTOTYPE(sessiontree, session, entry, session_cmp);
+SPLAY_HEAD(addrtree, addrcount);
+SPLAY_PROTOTYPE(addrtree, addrcount, entry, addrcount_cmp);
+
+static struct listener_env	 env;
+static struct sessiontree	 sessions = SPLAY_INITIALIZER(&sessions);
+static struct addrtree		 addrs = SPLAY_INITIALIZER(&addrs);
+static struct event		*stop_timer;
+
+static void	io_cb(int, short, void *);
+static void	session_free(struct session *);
+
+static int
+session_cmp(struct session *a, struct session *b)
+{
+	return a->id < b->id ? -1 : a->id > b->id;
+}
+
+static int
+addrcount_cmp(struct addrcount *a, struct addrcount *b)
+{
+	return strcmp(a->addr, b->addr);
+}
+
+SPLAY_GENERATE(sessiontree, session, entry, session_cmp);
+SPLAY_GENERATE(addrtree, addrcount, entry, addrcount_cmp);
+
+static struct session *
+session_find(uint32_t id)
+{
+	struct session	 key;
+
+	key.id = id;
+	return SPLAY_FIND(sessiontree, &sessions, &key);
+}
+
+/* Count a client address in or out; returns the count after. */
+static int
+addr_count(const char *addr, int delta)
+{
+	struct addrcount	 key, *a;
+
+	strlcpy(key.addr, addr, sizeof(key.addr));
+	if ((a = SPLAY_FIND(addrtree, &addrs, &key)) == NULL) {
+		if (delta < 0 || (a = calloc(1, sizeof(*a))) == NULL)
+			return -1;
+		strlcpy(a->addr, addr, sizeof(a->addr));
+		SPLAY_INSERT(addrtree, &addrs, a);
+	}
+	a->n += delta;
+	if (a->n > 0)
+		return a->n;
+	SPLAY_REMOVE(addrtree, &addrs, a);
+	free(a);
+	return 0;
+}
+
+/* --- socket I/O --- */
+
+/* Returns -1 on error, 0 if blocked, 1 once the output is all written. */
+static int
+io_write(struct session *s)
+{
+	ssize_t	 n;
+
+	while (buf_used(&s->out) > 0) {
+		if (s->tls != NULL) {
+			n = tls_write(s->tls, buf_head(&s->out),
+			    buf_used(&s->out));
+			if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
+				s->wwant = n == TLS_WANT_POLLIN ?
+				    EV_READ : EV_WRITE;
+				return 0;
+			}
+			if (n == -1) {
+				log_debug("session %08x write: %s", s->id,
+				    tls_error(s->tls));
+				return -1;
+			}
+		} else if ((n = write(s->fd, buf_head(&s->out),
+		    buf_used(&s->out))) == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				s->wwant = EV_WRITE;
+				return 0;
+			}
+			log_debug("session %08x write: %s", s->id,
+			    strerror(errno));
+			return -1;
+		}
+		buf_drain(&s->out, n);
+	}
+	return 1;
+}
+
+/* Returns -1 on EOF or error, 0 if blocked or full, else bytes read. */
+static ssize_t
+io_read(struct session *s)
+{
+	ssize_t	 n;
+	char	*p;
+
+	if ((p = buf_reserve(&s->in, READ_CHUNK)) == NULL)
+		return 0;
+	if (s->tls != NULL) {
+		n = tls_read(s->tls, p, READ_CHUNK);
+		if (n == TLS_WANT_POLLIN || n == TLS_WANT_POLLOUT) {
+			s->rwant = n == TLS_WANT_POLLIN ? EV_READ : EV_WRITE;
+			return 0;
+		}
+		if (n == -1) {
+			log_info("session %08x read error: %s", s->id,
+			    tls_error(s->tls));
+			return -1;
+		}
+	} else if ((n = read(s->fd, p, READ_CHUNK)) == -1) {
+		if (errno == EINTR || errno == EAGAIN) {
+			s->rwant = EV_READ;
+			return 0;
+		}
+		log_info("session %08x read error: %s", s->id,
+		    strerror(errno));
+		return -1;
+	}
+	if (n == 0)
+		return -1;
+	buf_commit(&s->in, n);
+	return n;
+}
+
+static int
+wants_input(struct session *s)
+{
+	return s->state != S_QUIT && s->pending == PENDING_NONE &&
+	    !(s->flags & SF_STARTTLS) &&
+	    buf_used(&s->in) + READ_CHUNK <= INPUT_MAX;
+}
+
+/* Re-arm the session's event for what it waits for now. */
+static void
+io_arm(struct session *s)
+{
+	struct timeval	 tv;
+	short		 ev = 0;
+
+	if (buf_used(&s->out) > 0)
+		ev |= s->wwant ? s->wwant : EV_WRITE;
+	if (s->state == S_HANDSHAKE ||
+	    ((s->flags & SF_STARTTLS) && s->tls != NULL))
+		ev |= s->rwant ? s->rwant : EV_READ;
+	else if (wants_input(s))
+		ev |= s->rwant ? s->rwant : EV_READ;
+	event_del(s->ev);
+	if (ev == 0)
+		return;
+	event_assign(s->ev, env.base, s->fd, ev, io_cb, s);
+	tv.tv_sec = s->state == S_DATA ? env.conf->timeout_data :
+	    env.conf->timeout_command;
+	tv.tv_usec = 0;
+	event_add(s->ev, &tv);
+}
+
+static int
+handshake(struct session *s)
+{
+	int	 r;
+
+	r = tls_handshake(s->tls);
+	if (r == TLS_WANT_POLLIN || r == TLS_WANT_POLLOUT) {
+		s->rwant = r == TLS_WANT_POLLIN ? EV_READ : EV_WRITE;
+		return 0;
+	}
+	if (r == -1) {
+		log_info("session %08x TLS handshake failed: %s", s->id,
+		    tls_error(s->tls));
+		return -1;
+	}
+	s->flags |= SF_TLS;
+	s->rwant = s->wwant = 0;
+	log_info("session %08x TLS established: %s %s", s->id,
+	    tls_conn_version(s->tls), tls_conn_cipher(s->tls));
+	session_start(s);
+	return 1;
+}
+
+static void
+io_cb(int fd, short ev, void *arg)
+{
+	struct session	*s = arg;
+	ssize_t		 n;
+	int		 r;
+
+	if (ev & EV_TIMEOUT) {
+		if (s->state == S_HANDSHAKE || s->flags & SF_STARTTLS) {
+			log_info("session %08x timeout in TLS handshake",
+			    s->id);
+			session_free(s);
+			return;
+		}
+		session_reply(s, "421 4.4.2 %s Timeout, closing",
+		    env.conf->hostname);
+		session_close(s, "timeout");
+	}
+	s->rwant = s->wwant = 0;
+	for (;;) {
+		if (s->state == S_HANDSHAKE ||
+		    ((s->flags & SF_STARTTLS) && s->tls != NULL)) {
+			if ((r = handshake(s)) == -1) {
+				session_free(s);
+				return;
+			}
+			if (r == 0)
+				break;
+		}
+		if (buf_used(&s->out) > 0 && (r = io_write(s)) != 1) {
+			if (r == -1) {
+				session_free(s);
+				return;
+			}
+			break;
+		}
+		if (s->state == S_QUIT) {
+			session_free(s);
+			return;
+		}
+		if ((s->flags & SF_STARTTLS) && s->tls == NULL) {
+			/* the 220 is out; anything buffered was dropped */
+			if (tls_accept_socket(env.tls, &s->tls, s->fd) == -1) {
+				log_warnx("session %08x tls_accept_socket: %s",
+				    s->id, tls_error(env.tls));
+				session_free(s);
+				return;
+			}
+			continue;
+		}
+		if (!wants_input(s))
+			break;
+		if ((n = io_read(s)) == -1) {
+			log_info("session %08x disconnected by client",
+			    s->id);
+			session_free(s);
+			return;
+		}
+		if (n == 0)
+			break;
+		session_input(s);
+	}
+	io_arm(s);
+}
+
+/* After an IPC answer changed a session: write, read, re-arm. */
+static void
+pump(struct session *s)
+{
+	io_cb(s->fd, 0, s);
+}
+
+void
+listener_starttls(struct session *s)
+{
+	/* CVE-2011-0411: plaintext pipelined behind STARTTLS is dropped */
+	buf_drain(&s->in, buf_used(&s->in));
+	s->flags |= SF_STARTTLS;
+}
+
+static void
+session_free(struct session *s)
+{
+	session_cleanup(s);
+	log_info("session %08x disconnect", s->id);
+	SPLAY_REMOVE(sessiontree, &sessions, s);
+	addr_count(s->client, -1);
+	event_free(s->ev);
+	if (s->tls != NULL) {
+		tls_close(s->tls);
+		tls_free(s->tls);
+	}
+	close(s->fd);
+	buf_free(&s->in);
+	buf_free(&s->out);
+	free(s);
+	env.nsessions--;
+	if (env.stopping && env.nsessions == 0) {
+		log_info("all sessions done, exiting");
+		ipc_flush(env.queue);
+		ipc_flush(env.auth);
+		exit(0);
+	}
+}
+
+/* --- accepting --- */
+
+static void
+accept_cb(int fd, short ev, void *arg)
+{
+	struct listen_conf	*lc = arg;
+	struct sockaddr_storage	 ss, ls;
+	socklen_t		 len = sizeof(ss), llen = sizeof(ls);
+	struct session		*s;
+	char			 port[NI_MAXSERV];
+	int			 cfd;
+
+	if ((cfd = accept4(fd, (struct sockaddr *)&ss, &len,
+	    SOCK_NONBLOCK | SOCK_CLOEXEC)) == -1) {
+		if (errno != EAGAIN && errno != EINTR &&
+		    errno != ECONNABORTED)
+			log_warn("accept on %s", lc->name);
+		return;
+	}
+	if (env.stopping ||
+	    env.nsessions >= env.conf->max_sessions + SESSIONS_SLACK ||
+	    (s = calloc(1, sizeof(*s))) == NULL) {
+		close(cfd);
+		return;
+	}
+	s->fd = cfd;
+	s->env = &env;
+	s->lc = lc;
+	s->msgfd = -1;
+	do {
+		s->id = env.nextid++;
+	} while (session_find(s->id) != NULL);
+	buf_init(&s->in, INPUT_MAX);
+	buf_init(&s->out, OUTPUT_MAX);
+	if (getnameinfo((struct sockaddr *)&ss, len, s->client,
+	    sizeof(s->client), NULL, 0, NI_NUMERICHOST) != 0)
+		strlcpy(s->client, "unknown", sizeof(s->client));
+	if (getsockname(cfd, (struct sockaddr *)&ls, &llen) == 0 &&
+	    getnameinfo((struct sockaddr *)&ls, llen, s->local,
+	    sizeof(s->local) - 8, port, sizeof(port),
+	    NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
+		strlcat(s->local, ";", sizeof(s->local));
+		strlcat(s->local, port, sizeof(s->local));
+	}
+	if ((s->ev = event_new(env.base, cfd, EV_READ, io_cb, s)) == NULL) {
+		close(cfd);
+		free(s);
+		return;
+	}
+	SPLAY_INSERT(sessiontree, &sessions, s);
+	env.nsessions++;
+	if (addr_count(s->client, 1) > env.conf->max_sessions_per_addr ||
+	    env.nsessions > env.conf->max_sessions)
+		s->flags |= SF_REJECT;
+	log_info("session %08x connect from %s on %s%s", s->id, s->client,
+	    lc->name, s->flags & SF_REJECT ? " (over the session limit)" : "");
+
+	if (lc->flags & LISTEN_TLS) {
+		s->state = S_HANDSHAKE;
+		if (tls_accept_socket(env.tls, &s->tls, cfd) == -1) {
+			log_warnx("session %08x tls_accept_socket: %s", s->id,
+			    tls_error(env.tls));
+			session_free(s);
+			return;
+		}
+	} else
+		session_start(s);
+	pump(s);
+}
+
+static void
+start_accepting(void)
+{
+	struct listen_conf	*lc;
+	struct event		*ev;
+
+	TAILQ_FOREACH(lc, &env.conf->listeners, entry) {
+		ev = event_new(env.base, lc->fd, EV_READ | EV_PERSIST,
+		    accept_cb, lc);
+		if (ev == NULL || event_add(ev, NULL) == -1)
+			fatalx("cannot listen on %s", lc->name);
+		log_info("listening on %s (%s)", lc->name,
+		    lc->flags & LISTEN_TLS ? "tls" : "starttls");
+	}
+}
+
+/* --- TLS configuration --- */
+
+static void
+tls_setup(void)
+{
+	struct tls_config	*cfg;
+	struct tls		*ctx;
+	uint32_t		 protocols;
+	int			 first = env.tls == NULL;
+
+	if (env.cert == NULL || env.key == NULL)
+		fatalx("TLS_READY without a certificate and key");
+	if ((cfg = tls_config_new()) == NULL || (ctx = tls_server()) == NULL)
+		fatalx("tls_config_new");
+	if (tls_config_parse_protocols(&protocols,
+	    env.conf->tls_protocols) == -1 ||
+	    tls_config_set_protocols(cfg, protocols) == -1 ||
+	    tls_config_set_ciphers(cfg, env.conf->tls_ciphers) == -1 ||
+	    tls_config_set_keypair_mem(cfg, (uint8_t *)env.cert, env.certlen,
+	    (uint8_t *)env.key, env.keylen) == -1 ||
+	    tls_configure(ctx, cfg) == -1) {
+		const char *err = tls_config_error(cfg) ?
+		    tls_config_error(cfg) : tls_error(ctx);
+
+		if (first)
+			fatalx("TLS setup: %s", err ? err : "unknown error");
+		log_warnx("TLS reload failed, keeping the old keypair: %s",
+		    err ? err : "unknown error");
+		tls_free(ctx);
+	} else {
+		/* sessions in flight keep their own references */
+		if (!first)
+			tls_free(env.tls);
+		env.tls = ctx;
+		log_info("TLS keypair %s", first ? "loaded" : "reloaded");
+	}
+	tls_config_clear_keys(cfg);
+	tls_config_free(cfg);
+	freezero(env.key, env.keylen);
+	free(env.cert);
+	env.key = env.cert = NULL;
+	if (first && env.tls != NULL)
+		start_accepting();
+}
+
+static char *
+copy_blob(struct ipc_msg *msg, size_t *len)
+{
+	const uint8_t	*data;
+	char		*p;
+
+	if (ipc_unpack(msg, "b", &data, len) == -1 || *len == 0)
+		fatalx("bad TLS message from parent");
+	if ((p = malloc(*len)) == NULL)
+		fatal("malloc");
+	memcpy(p, data, *len);
+	return p;
+}
+
+static void
+parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
+{
+	if (msg == NULL)
+		fatalx("parent went away");
+	switch (msg->type) {
+	case IMSG_TLS_CERT:
+		free(env.cert);
+		env.cert = copy_blob(msg, &env.certlen);
+		break;
+	case IMSG_TLS_KEY:
+		if (env.key != NULL)
+			freezero(env.key, env.keylen);
+		env.key = copy_blob(msg, &env.keylen);
+		explicit_bzero((void *)msg->data, msg->len);
+		break;
+	case IMSG_TLS_READY:
+		if (ipc_unpack(msg, "") == -1)
+			fatalx("bad TLS_READY from parent");
+		tls_setup();
+		break;
+	default:
+		fatalx("unexpected message %u from parent", msg->type);
+	}
+	if (msg->fd != -1)
+		fatalx("unexpected descriptor from parent");
+}
+
+static void
+auth_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
+{
+	struct session	*s;
+	const char	*mechs;
+
+	if (msg == NULL)
+		fatalx("auth process went away");
+	if (msg->fd != -1)
+		fatalx("unexpected descriptor from auth");
+	switch (msg->type) {
+	case IMSG_AUTH_MECHS:
+		if (ipc_unpack(msg, "s", &mechs) == -1 ||
+		    strlcpy(env.mechs, mechs, sizeof(env.mechs)) >=
+		    sizeof(env.mechs))
+			fatalx("bad AUTH_MECHS from auth");
+		env.auth_ready = 1;
+		log_info("SASL mechanisms offered: %s",
+		    *env.mechs ? env.mechs : "none");
+		return;
+	case IMSG_AUTH_CONTINUE:
+	case IMSG_AUTH_OK:
+	case IMSG_AUTH_FAIL:
+		break;
+	default:
+		fatalx("unexpected message %u from auth", msg->type);
+	}
+	if ((s = session_find(msg->peerid)) == NULL)
+		return;		/* the client left meanwhile */
+	if (s->pending != PENDING_AUTH)
+		fatalx("auth answer for session %08x not waiting for it",
+		    s->id);
+	session_auth_result(s, msg);
+	pump(s);
+}
+
+static void
+queue_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
+{
+	struct session	*s;
+	const char	*msgid;
+	uint32_t	 result;
+
+	if (msg == NULL)
+		fatalx("queue process went away");
+	if (msg->type != IMSG_MSG_FILE && msg->type != IMSG_MSG_RESULT)
+		fatalx("unexpected message %u from queue", msg->type);
+	if ((s = session_find(msg->peerid)) == NULL) {
+		/* the client left; a file made for it goes */
+		if (msg->fd != -1) {
+			close(msg->fd);
+			if (ipc_unpack(msg, "us", &result, &msgid) == -1)
+				fatalx("bad MSG_FILE from queue");
+			ipc_send(env.queue, IMSG_MSG_ABORT, msg->peerid, -1,
+			    "s", msgid);
+		}
+		return;
+	}
+	if ((msg->type == IMSG_MSG_FILE && s->pending != PENDING_FILE) ||
+	    (msg->type == IMSG_MSG_RESULT && s->pending != PENDING_COMMIT))
+		fatalx("queue answer for session %08x not waiting for it",
+		    s->id);
+	session_queue_result(s, msg);
+	pump(s);
+}
+
+/* --- stopping --- */
+
+static void
+stop_timer_cb(int fd, short ev, void *arg)
+{
+	log_info("grace period over, %d sessions cut off", env.nsessions);
+	ipc_flush(env.queue);
+	exit(0);
+}
+
+static void
+signal_cb(int sig, short ev, void *arg)
+{
+	struct session	*s, *next;
+	struct timeval	 tv = { STOP_GRACE, 0 };
+
+	if (env.stopping)
+		return;
+	env.stopping = 1;
+	log_info("stopping: no new sessions, %d in flight", env.nsessions);
+	if (env.nsessions == 0)
+		exit(0);
+	/* idle sessions are told at once; the others finish first */
+	for (s = SPLAY_MIN(sessiontree, &sessions); s != NULL; s = next) {
+		next = SPLAY_NEXT(sessiontree, &sessions, s);
+		if (s->pending == PENDING_NONE && s->state != S_DATA &&
+		    s->state != S_QUIT && !(s->flags & SF_STARTTLS) &&
+		    s->state != S_HANDSHAKE) {
+			session_reply(s, "421 4.3.2 %s Service shutting down",
+			    env.conf->hostname);
+			session_close(s, "shutting down");
+			pump(s);
+		}
+	}
+	stop_timer = evtimer_new(env.base, stop_timer_cb, NULL);
+	evtimer_add(stop_timer, &tv);
+}
+
+void
+listener_main(struct smsubmit_conf *conf, int parent, int auth, int queue)
+{
+	struct passwd	*pw;
+	struct event	*sterm, *sint;
+	const char	*root = NULL;
+
+	env.conf = conf;
+	arc4random_buf(&env.nextid, sizeof(env.nextid));
+	if (tls_init() == -1)
+		fatalx("tls_init");
+	if (geteuid() == 0) {
+		if ((pw = getpwnam(conf->user)) == NULL)
+			fatalx("unknown user %s", conf->user);
+		root = pw->pw_dir;
+	}
+	proc_setup("smtp", conf->user, root);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+
+	if ((env.base = event_base_new()) == NULL)
+		fatalx("event_base_new");
+	env.parent = ipc_new(env.base, parent, "parent", parent_dispatch,
+	    NULL);
+	env.auth = ipc_new(env.base, auth, "auth", auth_dispatch, NULL);
+	env.queue = ipc_new(env.base, queue, "queue", queue_dispatch, NULL);
+	sterm = evsignal_new(env.base, SIGTERM, signal_cb, NULL);
+	sint = evsignal_new(env.base, SIGINT, signal_cb, NULL);
+	if (sterm == NULL || sint == NULL || evsignal_add(sterm, NULL) == -1 ||
+	    evsignal_add(sint, NULL) == -1)
+		fatalx("evsignal");
+	event_base_dispatch(env.base);
+	fatalx("event loop ended");
+}

@@ -1,0 +1,772 @@
+/*
+ * queue.c: the "[queue]" process, chrooted to the queue directory.
+ *
+ * Layout, relative to the queue directory:
+ *	tmp/ID		a message being received (the listener writes it)
+ *	tmp/ID.env	its envelope, before the commit
+ *	queue/ID.msg	a committed message, never changed again
+ *	queue/ID.env	its envelope: written last, it is the commit point
+ *	corrupt/	committed files that could not be parsed
+ *
+ * A message is committed by fsync() of the file, fsync() of the envelope,
+ * rename of the message, rename of the envelope, fsync() of queue/.  Only
+ * then does the listener hear "ok" and the client "250".  On start-up
+ * everything in tmp/ is removed, and a queue/ID.msg without its envelope
+ * is a commit that never finished, so it goes too.
+ */
+#include <sys/types.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <event.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "smsubmit.h"
+
+#define ENVELOPE_MAX	(1024 * 1024)
+#define RETRY_MIN	5		/* seconds, doubled on each failure */
+#define RETRY_MAX	3600
+
+/* A message being received: the listener holds a descriptor to it. */
+struct incoming {
+	TAILQ_ENTRY(incoming)	 entry;
+	uint32_t		 session;
+	int			 fd;
+	int			 have_env;
+	struct qmsg		 m;
+};
+
+static struct {
+	struct smsubmit_conf	*conf;
+	struct event_base	*base;
+	struct ipc		*listener;
+	struct event		*timer;
+	TAILQ_HEAD(, incoming)	 incoming;
+	TAILQ_HEAD(, qmsg)	 queue;
+	struct qmsg		*busy;		/* with the relay */
+	int			 dirfd;		/* queue/ */
+} env;
+
+static void	schedule(void);
+
+static void
+qmsg_clear(struct qmsg *m)
+{
+	int	 i;
+
+	for (i = 0; i < m->nrcpts; i++)
+		free(m->rcpts[i].addr);
+	free(m->rcpts);
+	m->rcpts = NULL;
+	m->nrcpts = 0;
+}
+
+static int
+rcpt_add(struct qmsg *m, const char *addr, enum rcpt_state state)
+{
+	struct rcpt	*r;
+
+	if ((r = reallocarray(m->rcpts, m->nrcpts + 1, sizeof(*r))) == NULL)
+		return -1;
+	m->rcpts = r;
+	memset(&r[m->nrcpts], 0, sizeof(*r));
+	if ((r[m->nrcpts].addr = strdup(addr)) == NULL)
+		return -1;
+	r[m->nrcpts++].state = state;
+	return 0;
+}
+
+static int
+id_valid(const char *id)
+{
+	size_t	 i;
+
+	for (i = 0; id[i] != '\0'; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') ||
+		    (id[i] >= 'a' && id[i] <= 'f')))
+			return 0;
+	return i == QUEUE_ID_LEN;
+}
+
+/* A free-text field: printable, no line breaks. */
+static int
+text_valid(const char *s, size_t max)
+{
+	size_t	 n = strlen(s);
+
+	if (n >= max)
+		return 0;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 0;
+	return 1;
+}
+
+/* --- envelope files --- */
+
+static int
+envelope_write(int fd, struct qmsg *m)
+{
+	static const char *state[] = { "pending", "done", "failed" };
+	FILE	*fp;
+	int	 i, fd2;
+
+	if ((fd2 = dup(fd)) == -1 || (fp = fdopen(fd2, "w")) == NULL) {
+		if (fd2 != -1)
+			close(fd2);
+		return -1;
+	}
+	fprintf(fp, "version 1\nid %s\ncreated %lld\nfrom %s\nuser %s\n"
+	    "helo %s\nclient %s\nflags %d\nattempts %d\nnext %lld\n"
+	    "error %s\n", m->id, (long long)m->created, m->from, m->user,
+	    m->helo, m->client, m->flags, m->attempts, (long long)m->next,
+	    m->error);
+	for (i = 0; i < m->nrcpts; i++) {
+		fprintf(fp, "rcpt %s %s\n", state[m->rcpts[i].state],
+		    m->rcpts[i].addr);
+		if (m->rcpts[i].reply[0] != '\0')
+			fprintf(fp, "reply %s\n", m->rcpts[i].reply);
+	}
+	if (fflush(fp) != 0 || ferror(fp)) {
+		fclose(fp);
+		return -1;
+	}
+	return fclose(fp) == 0 ? 0 : -1;
+}
+
+static int
+num_field(const char *v, long long min, long long max, long long *out)
+{
+	const char	*errstr;
+
+	*out = strtonum(v, min, max, &errstr);
+	return errstr == NULL ? 0 : -1;
+}
+
+int
+queue_envelope_parse(struct qmsg *m, char *text)
+{
+	char		*line, *next, *val;
+	long long	 n;
+	int		 version = 0, st;
+
+	memset(m, 0, sizeof(*m));
+	for (line = text; line != NULL && *line != '\0'; line = next) {
+		if ((next = strchr(line, '\n')) == NULL)
+			return -1;	/* every line ends */
+		*next++ = '\0';
+		if ((val = strchr(line, ' ')) == NULL)
+			return -1;
+		*val++ = '\0';
+		if (!text_valid(val, 4096))
+			return -1;
+		if (strcmp(line, "version") == 0) {
+			if (strcmp(val, "1") != 0)
+				return -1;
+			version = 1;
+		} else if (strcmp(line, "id") == 0) {
+			if (!id_valid(val))
+				return -1;
+			strlcpy(m->id, val, sizeof(m->id));
+		} else if (strcmp(line, "created") == 0) {
+			if (num_field(val, 0, LLONG_MAX, &n) == -1)
+				return -1;
+			m->created = n;
+		} else if (strcmp(line, "from") == 0) {
+			if (!addr_mailbox_valid(val, ADDR_NULL_OK | ADDR_UTF8) ||
+			    strlcpy(m->from, val, sizeof(m->from)) >=
+			    sizeof(m->from))
+				return -1;
+		} else if (strcmp(line, "user") == 0) {
+			if (strlcpy(m->user, val, sizeof(m->user)) >=
+			    sizeof(m->user))
+				return -1;
+		} else if (strcmp(line, "helo") == 0) {
+			if (strlcpy(m->helo, val, sizeof(m->helo)) >=
+			    sizeof(m->helo))
+				return -1;
+		} else if (strcmp(line, "client") == 0) {
+			if (strlcpy(m->client, val, sizeof(m->client)) >=
+			    sizeof(m->client))
+				return -1;
+		} else if (strcmp(line, "flags") == 0) {
+			if (num_field(val, 0, ENV_8BITMIME | ENV_SMTPUTF8,
+			    &n) == -1)
+				return -1;
+			m->flags = n;
+		} else if (strcmp(line, "attempts") == 0) {
+			if (num_field(val, 0, INT_MAX, &n) == -1)
+				return -1;
+			m->attempts = n;
+		} else if (strcmp(line, "next") == 0) {
+			if (num_field(val, 0, LLONG_MAX, &n) == -1)
+				return -1;
+			m->next = n;
+		} else if (strcmp(line, "error") == 0) {
+			strlcpy(m->error, val, sizeof(m->error));
+		} else if (strcmp(line, "rcpt") == 0) {
+			if (strncmp(val, "pending ", 8) == 0)
+				st = RCPT_PENDING;
+			else if (strncmp(val, "done ", 5) == 0)
+				st = RCPT_DONE;
+			else if (strncmp(val, "failed ", 7) == 0)
+				st = RCPT_FAILED;
+			else
+				return -1;
+			val = strchr(val, ' ') + 1;
+			if (!addr_mailbox_valid(val, ADDR_UTF8 |
+			    ADDR_POSTMASTER) || rcpt_add(m, val, st) == -1)
+				return -1;
+		} else if (strcmp(line, "reply") == 0) {
+			if (m->nrcpts == 0)
+				return -1;
+			strlcpy(m->rcpts[m->nrcpts - 1].reply, val,
+			    sizeof(m->rcpts[0].reply));
+		} else
+			return -1;
+	}
+	if (!version || m->id[0] == '\0' || m->nrcpts == 0)
+		return -1;
+	return 0;
+}
+
+static char *
+slurp(const char *path, size_t max)
+{
+	struct stat	 st;
+	char		*data;
+	ssize_t		 n;
+	int		 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return NULL;
+	if (fstat(fd, &st) == -1 || st.st_size < 0 ||
+	    (size_t)st.st_size > max ||
+	    (data = malloc(st.st_size + 1)) == NULL) {
+		close(fd);
+		return NULL;
+	}
+	n = read(fd, data, st.st_size);
+	close(fd);
+	if (n != st.st_size) {
+		free(data);
+		return NULL;
+	}
+	data[n] = '\0';
+	if (memchr(data, '\0', n) != NULL) {
+		free(data);
+		return NULL;
+	}
+	return data;
+}
+
+/* Write an envelope to tmp/ID.env and fsync it. */
+static int
+envelope_save_tmp(struct qmsg *m, char *path, size_t len)
+{
+	int	 fd;
+
+	snprintf(path, len, "tmp/%s.env", m->id);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0600)) == -1)
+		return -1;
+	if (envelope_write(fd, m) == -1 || fsync(fd) == -1) {
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	if (close(fd) == -1) {
+		unlink(path);
+		return -1;
+	}
+	return 0;
+}
+
+/* Replace a committed envelope atomically. */
+static int
+envelope_update(struct qmsg *m)
+{
+	char	 tmp[64], path[64];
+	int	 saved;
+
+	if (envelope_save_tmp(m, tmp, sizeof(tmp)) == -1)
+		goto fail;
+	snprintf(path, sizeof(path), "queue/%s.env", m->id);
+	if (rename(tmp, path) == -1) {
+		saved = errno;
+		unlink(tmp);
+		errno = saved;
+		goto fail;
+	}
+	if (fsync(env.dirfd) == -1)
+		goto fail;
+	return 0;
+ fail:
+	log_warn("message %s: cannot update envelope", m->id);
+	return -1;
+}
+
+static void
+message_remove(struct qmsg *m)
+{
+	char	 path[64];
+
+	/* the envelope first: a lone .msg is swept at start-up */
+	snprintf(path, sizeof(path), "queue/%s.env", m->id);
+	if (unlink(path) == -1 && errno != ENOENT)
+		log_warn("unlink %s", path);
+	snprintf(path, sizeof(path), "queue/%s.msg", m->id);
+	if (unlink(path) == -1 && errno != ENOENT)
+		log_warn("unlink %s", path);
+	fsync(env.dirfd);
+	TAILQ_REMOVE(&env.queue, m, entry);
+	qmsg_clear(m);
+	free(m);
+}
+
+/* --- recovery --- */
+
+static void
+quarantine(const char *id, const char *why)
+{
+	char	 from[64], to[64];
+
+	log_warnx("message %s: %s, moved to corrupt/", id, why);
+	snprintf(from, sizeof(from), "queue/%s.env", id);
+	snprintf(to, sizeof(to), "corrupt/%s.env", id);
+	if (rename(from, to) == -1 && errno != ENOENT)
+		log_warn("rename %s", from);
+	snprintf(from, sizeof(from), "queue/%s.msg", id);
+	snprintf(to, sizeof(to), "corrupt/%s.msg", id);
+	if (rename(from, to) == -1 && errno != ENOENT)
+		log_warn("rename %s", from);
+}
+
+static void
+recover(void)
+{
+	DIR		*d;
+	struct dirent	*de;
+	struct qmsg	*m;
+	struct stat	 st;
+	char		 path[PATH_MAX + 16], id[QUEUE_ID_LEN + 1], *text;
+	size_t		 n;
+	int		 loaded = 0, swept = 0;
+
+	if ((d = opendir("tmp")) == NULL)
+		fatal("opendir tmp");
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "tmp/%s", de->d_name);
+		if (unlink(path) == 0)
+			swept++;
+	}
+	closedir(d);
+
+	if ((d = opendir("queue")) == NULL)
+		fatal("opendir queue");
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		n = strlen(de->d_name);
+		if (n != QUEUE_ID_LEN + 4) {
+			log_warnx("stray file queue/%s left alone",
+			    de->d_name);
+			continue;
+		}
+		memcpy(id, de->d_name, QUEUE_ID_LEN);
+		id[QUEUE_ID_LEN] = '\0';
+		if (!id_valid(id)) {
+			log_warnx("stray file queue/%s left alone",
+			    de->d_name);
+			continue;
+		}
+		if (strcmp(de->d_name + QUEUE_ID_LEN, ".msg") == 0) {
+			snprintf(path, sizeof(path), "queue/%s.env", id);
+			if (stat(path, &st) == -1 && errno == ENOENT) {
+				/* the commit never finished */
+				snprintf(path, sizeof(path), "queue/%s.msg",
+				    id);
+				unlink(path);
+				swept++;
+			}
+			continue;
+		}
+		if (strcmp(de->d_name + QUEUE_ID_LEN, ".env") != 0)
+			continue;
+		snprintf(path, sizeof(path), "queue/%s.msg", id);
+		if (stat(path, &st) == -1) {
+			quarantine(id, "envelope without message");
+			continue;
+		}
+		snprintf(path, sizeof(path), "queue/%s.env", id);
+		if ((m = calloc(1, sizeof(*m))) == NULL)
+			fatal("calloc");
+		if ((text = slurp(path, ENVELOPE_MAX)) == NULL ||
+		    queue_envelope_parse(m, text) == -1 ||
+		    strcmp(m->id, id) != 0) {
+			free(text);
+			qmsg_clear(m);
+			free(m);
+			quarantine(id, "unreadable envelope");
+			continue;
+		}
+		free(text);
+		m->next = 0;	/* try at once after a restart */
+		TAILQ_INSERT_TAIL(&env.queue, m, entry);
+		loaded++;
+	}
+	closedir(d);
+	fsync(env.dirfd);
+	log_info("queue: %d messages recovered, %d unfinished files removed",
+	    loaded, swept);
+}
+
+/* --- incoming messages --- */
+
+static struct incoming *
+incoming_find(uint32_t session, const char *msgid)
+{
+	struct incoming	*in;
+
+	TAILQ_FOREACH(in, &env.incoming, entry)
+		if (in->session == session && strcmp(in->m.id, msgid) == 0)
+			return in;
+	return NULL;
+}
+
+static void
+incoming_drop(struct incoming *in)
+{
+	char	 path[64];
+
+	snprintf(path, sizeof(path), "tmp/%s", in->m.id);
+	unlink(path);
+	snprintf(path, sizeof(path), "tmp/%s.env", in->m.id);
+	unlink(path);
+	close(in->fd);
+	TAILQ_REMOVE(&env.incoming, in, entry);
+	qmsg_clear(&in->m);
+	free(in);
+}
+
+static enum queue_result
+errno_result(int e)
+{
+	return (e == ENOSPC || e == EDQUOT) ? QUEUE_R_NOSPACE : QUEUE_R_TEMP;
+}
+
+static void
+msg_create(uint32_t session)
+{
+	struct incoming	*in;
+	char		 path[64];
+	uint8_t		 rnd[QUEUE_ID_LEN / 2];
+	int		 fd2, i, tries;
+
+	if ((in = calloc(1, sizeof(*in))) == NULL) {
+		ipc_send(env.listener, IMSG_MSG_FILE, session, -1, "us",
+		    (uint32_t)QUEUE_R_TEMP, "");
+		return;
+	}
+	in->session = session;
+	for (tries = 0; tries < 10; tries++) {
+		arc4random_buf(rnd, sizeof(rnd));
+		for (i = 0; i < (int)sizeof(rnd); i++)
+			snprintf(in->m.id + 2 * i, 3, "%02x", rnd[i]);
+		snprintf(path, sizeof(path), "tmp/%s", in->m.id);
+		in->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+		    0600);
+		if (in->fd != -1 || errno != EEXIST)
+			break;
+	}
+	if (in->fd == -1 || (fd2 = dup(in->fd)) == -1) {
+		log_warn("cannot create %s", path);
+		ipc_send(env.listener, IMSG_MSG_FILE, session, -1, "us",
+		    (uint32_t)errno_result(errno), "");
+		if (in->fd != -1) {
+			close(in->fd);
+			unlink(path);
+		}
+		free(in);
+		return;
+	}
+	in->m.created = time(NULL);
+	TAILQ_INSERT_TAIL(&env.incoming, in, entry);
+	ipc_send(env.listener, IMSG_MSG_FILE, session, fd2, "us",
+	    (uint32_t)QUEUE_OK, in->m.id);
+}
+
+static void
+msg_commit(struct incoming *in)
+{
+	struct qmsg	*m;
+	char		 envtmp[64], from[64], to[64];
+	int		 saved;
+
+	if (fsync(in->fd) == -1 ||
+	    envelope_save_tmp(&in->m, envtmp, sizeof(envtmp)) == -1)
+		goto fail;
+	snprintf(from, sizeof(from), "tmp/%s", in->m.id);
+	snprintf(to, sizeof(to), "queue/%s.msg", in->m.id);
+	if (rename(from, to) == -1)
+		goto fail;
+	snprintf(from, sizeof(from), "queue/%s.env", in->m.id);
+	if (rename(envtmp, from) == -1) {
+		saved = errno;
+		unlink(to);
+		errno = saved;
+		goto fail;
+	}
+	if (fsync(env.dirfd) == -1) {
+		saved = errno;
+		unlink(from);
+		unlink(to);
+		errno = saved;
+		goto fail;
+	}
+	/* committed: the message is the queue's now */
+	if ((m = malloc(sizeof(*m))) == NULL)
+		fatal("malloc");
+	*m = in->m;
+	in->m.rcpts = NULL;
+	in->m.nrcpts = 0;
+	m->next = 0;
+	TAILQ_INSERT_TAIL(&env.queue, m, entry);
+	ipc_send(env.listener, IMSG_MSG_RESULT, in->session, -1, "us",
+	    (uint32_t)QUEUE_OK, m->id);
+	log_info("message %s committed: from=<%s> rcpts=%d user=%s", m->id,
+	    m->from, m->nrcpts, m->user);
+	incoming_drop(in);
+	schedule();
+	return;
+ fail:
+	saved = errno;
+	log_warn("message %s: commit failed", in->m.id);
+	ipc_send(env.listener, IMSG_MSG_RESULT, in->session, -1, "us",
+	    (uint32_t)errno_result(saved), in->m.id);
+	incoming_drop(in);
+}
+
+static void
+listener_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
+{
+	struct incoming	*in;
+	const char	*msgid, *from, *user, *helo, *client, *rcpt;
+	uint32_t	 flags;
+
+	if (msg == NULL)
+		fatalx("listener went away");
+	if (msg->fd != -1)
+		fatalx("unexpected descriptor from listener");
+	switch (msg->type) {
+	case IMSG_MSG_CREATE:
+		if (ipc_unpack(msg, "") == -1)
+			fatalx("bad MSG_CREATE");
+		msg_create(msg->peerid);
+		return;
+	case IMSG_MSG_ENVELOPE:
+		if (ipc_unpack(msg, "sssssu", &msgid, &from, &user, &helo,
+		    &client, &flags) == -1)
+			fatalx("bad MSG_ENVELOPE");
+		if ((in = incoming_find(msg->peerid, msgid)) == NULL ||
+		    in->have_env)
+			fatalx("MSG_ENVELOPE out of order");
+		if (!addr_mailbox_valid(from, ADDR_NULL_OK | ADDR_UTF8) ||
+		    !text_valid(user, sizeof(in->m.user)) ||
+		    !text_valid(helo, sizeof(in->m.helo)) ||
+		    !text_valid(client, sizeof(in->m.client)) ||
+		    (flags & ~(ENV_8BITMIME | ENV_SMTPUTF8)))
+			fatalx("bad envelope from listener");
+		strlcpy(in->m.from, from, sizeof(in->m.from));
+		strlcpy(in->m.user, user, sizeof(in->m.user));
+		strlcpy(in->m.helo, helo, sizeof(in->m.helo));
+		strlcpy(in->m.client, client, sizeof(in->m.client));
+		in->m.flags = flags;
+		in->have_env = 1;
+		return;
+	case IMSG_MSG_RCPT:
+		if (ipc_unpack(msg, "ss", &msgid, &rcpt) == -1)
+			fatalx("bad MSG_RCPT");
+		if ((in = incoming_find(msg->peerid, msgid)) == NULL ||
+		    !in->have_env)
+			fatalx("MSG_RCPT out of order");
+		if (!addr_mailbox_valid(rcpt, ADDR_UTF8 | ADDR_POSTMASTER))
+			fatalx("bad recipient from listener");
+		if (rcpt_add(&in->m, rcpt, RCPT_PENDING) == -1)
+			fatal("rcpt_add");
+		return;
+	case IMSG_MSG_COMMIT:
+		if (ipc_unpack(msg, "s", &msgid) == -1)
+			fatalx("bad MSG_COMMIT");
+		if ((in = incoming_find(msg->peerid, msgid)) == NULL ||
+		    !in->have_env || in->m.nrcpts == 0)
+			fatalx("MSG_COMMIT out of order");
+		msg_commit(in);
+		return;
+	case IMSG_MSG_ABORT:
+		if (ipc_unpack(msg, "s", &msgid) == -1)
+			fatalx("bad MSG_ABORT");
+		if ((in = incoming_find(msg->peerid, msgid)) != NULL)
+			incoming_drop(in);
+		return;
+	default:
+		fatalx("unexpected message %u from listener", msg->type);
+	}
+}
+
+/* --- delivery --- */
+
+static time_t
+backoff(int attempts)
+{
+	time_t	 d = RETRY_MIN;
+
+	while (--attempts > 0 && d < RETRY_MAX)
+		d *= 2;
+	return d < RETRY_MAX ? d : RETRY_MAX;
+}
+
+void
+queue_relay_done(struct qmsg *m)
+{
+	int	 i, pending = 0, done = 0, failed = 0;
+
+	env.busy = NULL;
+	for (i = 0; i < m->nrcpts; i++) {
+		if (m->rcpts[i].state == RCPT_PENDING)
+			pending++;
+		else if (m->rcpts[i].state == RCPT_DONE)
+			done++;
+		else
+			failed++;
+	}
+	if (pending == 0) {
+		if (failed > 0)
+			log_warnx("message %s: %d recipients refused by the "
+			    "relay", m->id, failed);
+		log_info("message %s: delivered to %d of %d recipients, "
+		    "removed", m->id, done, m->nrcpts);
+		message_remove(m);
+	} else {
+		m->attempts++;
+		m->next = time(NULL) + backoff(m->attempts);
+		log_info("message %s: %d recipients deferred (%s), retry in "
+		    "%llds", m->id, pending, m->error,
+		    (long long)(m->next - time(NULL)));
+		envelope_update(m);
+	}
+	schedule();
+}
+
+static void
+timer_cb(int fd, short ev, void *arg)
+{
+	schedule();
+}
+
+/* Hand the next due message to the relay, or sleep until one is due. */
+static void
+schedule(void)
+{
+	struct qmsg	*m, *due = NULL;
+	struct timeval	 tv;
+	time_t		 now = time(NULL), wake = 0, r;
+
+	if (env.busy != NULL || !relay_ready())
+		return;
+	TAILQ_FOREACH(m, &env.queue, entry) {
+		if (m->next <= now) {
+			due = m;
+			break;
+		}
+		if (wake == 0 || m->next < wake)
+			wake = m->next;
+	}
+	if (due != NULL && (r = relay_retry_at()) > now) {
+		wake = r;
+		due = NULL;
+	}
+	if (due != NULL) {
+		env.busy = due;
+		/* later arrivals go behind those waiting */
+		TAILQ_REMOVE(&env.queue, due, entry);
+		TAILQ_INSERT_TAIL(&env.queue, due, entry);
+		relay_deliver(due);
+		return;
+	}
+	if (wake == 0)
+		return;
+	tv.tv_sec = wake > now ? wake - now : 0;
+	tv.tv_usec = 0;
+	evtimer_add(env.timer, &tv);
+}
+
+static void
+parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
+{
+	if (msg == NULL)
+		fatalx("parent went away");
+	fatalx("unexpected message %u from parent", msg->type);
+}
+
+static int
+queue_count(void)
+{
+	struct qmsg	*m;
+	int		 n = 0;
+
+	TAILQ_FOREACH(m, &env.queue, entry)
+		n++;
+	return n;
+}
+
+static void
+signal_cb(int sig, short ev, void *arg)
+{
+	/* between two events: no commit is ever half done */
+	log_info("stopping, %d messages in the queue", queue_count());
+	exit(0);
+}
+
+void
+queue_main(struct smsubmit_conf *conf, int parent, int listener)
+{
+	struct event	*sterm;
+
+	env.conf = conf;
+	TAILQ_INIT(&env.incoming);
+	TAILQ_INIT(&env.queue);
+	proc_setup("queue", conf->queue_user, conf->queue_dir);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGINT, SIG_IGN);	/* the parent says when to stop */
+	umask(077);
+	if ((env.dirfd = open("queue", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) ==
+	    -1)
+		fatal("open queue directory");
+	recover();
+
+	if ((env.base = event_base_new()) == NULL)
+		fatalx("event_base_new");
+	(void)ipc_new(env.base, parent, "parent", parent_dispatch, NULL);
+	env.listener = ipc_new(env.base, listener, "listener",
+	    listener_dispatch, NULL);
+	env.timer = evtimer_new(env.base, timer_cb, NULL);
+	sterm = evsignal_new(env.base, SIGTERM, signal_cb, NULL);
+	if (env.timer == NULL || sterm == NULL ||
+	    evsignal_add(sterm, NULL) == -1)
+		fatalx("evsignal");
+	relay_init(env.base, conf);
+	schedule();
+	event_base_dispatch(env.base);
+	fatalx("event loop ended");
+}

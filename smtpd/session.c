@@ -1,0 +1,927 @@
+/*
+ * session.c: the SMTP dialogue of one client, in the "[smtp]" process.
+ *
+ * The commands are a table: for each, the handler and whether TLS and
+ * authentication must come first.  Handlers check their own state and
+ * answer with the codes of SPEC section 5.  Input arrives through
+ * session_input(); replies are queued with session_reply() and written by
+ * the listener once the input buffer is drained (PIPELINING, RFC 2920).
+ * Whatever goes to the auth or queue process holds the input until the
+ * answer comes back, so replies stay in order.
+ */
+#include <sys/types.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <tls.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "smsubmit.h"
+
+#define C_TLS		0x01	/* refused with 530 before TLS */
+#define C_AUTH		0x02	/* refused with 530 before AUTH */
+
+#define DATA_FLUSH	(64 * 1024)
+#define DATA_BUF_MAX	(256 * 1024)
+
+struct smtp_cmd {
+	const char	*name;
+	int		 flags;
+	void		(*handler)(struct session *, const char *);
+};
+
+static void	cmd_helo(struct session *, const char *);
+static void	cmd_ehlo(struct session *, const char *);
+static void	cmd_starttls(struct session *, const char *);
+static void	cmd_auth(struct session *, const char *);
+static void	cmd_mail(struct session *, const char *);
+static void	cmd_rcpt(struct session *, const char *);
+static void	cmd_data(struct session *, const char *);
+static void	cmd_rset(struct session *, const char *);
+static void	cmd_noop(struct session *, const char *);
+static void	cmd_quit(struct session *, const char *);
+static void	cmd_help(struct session *, const char *);
+static void	cmd_vrfy(struct session *, const char *);
+static void	cmd_expn(struct session *, const char *);
+
+static const struct smtp_cmd commands[] = {
+	{ "HELO",	0,			cmd_helo },
+	{ "EHLO",	0,			cmd_ehlo },
+	{ "STARTTLS",	0,			cmd_starttls },
+	{ "AUTH",	C_TLS,			cmd_auth },
+	{ "MAIL",	C_TLS | C_AUTH,		cmd_mail },
+	{ "RCPT",	C_TLS,			cmd_rcpt },
+	{ "DATA",	C_TLS,			cmd_data },
+	{ "RSET",	0,			cmd_rset },
+	{ "NOOP",	0,			cmd_noop },
+	{ "QUIT",	0,			cmd_quit },
+	{ "HELP",	0,			cmd_help },
+	{ "VRFY",	0,			cmd_vrfy },
+	{ "EXPN",	0,			cmd_expn },
+};
+
+static const char *http_methods[] = {
+	"GET ", "POST ", "HEAD ", "PUT ", "OPTIONS ", "CONNECT ", "DELETE "
+};
+
+static void	data_input(struct session *);
+
+void
+session_reply(struct session *s, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	 line[SMTP_LINE_MAX];
+	int	 n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line) - 2)
+		n = sizeof(line) - 3;
+	log_debug("session %08x > %.*s", s->id, n, line);
+	line[n++] = '\r';
+	line[n++] = '\n';
+	if (buf_add(&s->out, line, n) == -1) {
+		/* a client that never reads its replies */
+		log_info("session %08x output overflow", s->id);
+		s->state = S_QUIT;
+	}
+}
+
+void
+session_close(struct session *s, const char *why)
+{
+	log_info("session %08x closing: %s", s->id, why);
+	s->state = S_QUIT;
+}
+
+static void
+transaction_reset(struct session *s)
+{
+	int	 i;
+
+	if (s->msgfd != -1) {
+		close(s->msgfd);
+		s->msgfd = -1;
+	}
+	if (s->msgid[0] != '\0') {
+		ipc_send(s->env->queue, IMSG_MSG_ABORT, s->id, -1, "s",
+		    s->msgid);
+		s->msgid[0] = '\0';
+	}
+	for (i = 0; i < s->nrcpts; i++)
+		free(s->rcpts[i]);
+	free(s->rcpts);
+	s->rcpts = NULL;
+	s->nrcpts = 0;
+	s->from[0] = '\0';
+	s->flags &= ~(SF_8BITMIME | SF_SMTPUTF8 | SF_DATAFULL);
+	free(s->body);
+	s->body = NULL;
+	buf_free(&s->dbuf);
+	s->msgsize = 0;
+	s->data_errno = 0;
+	if (s->state == S_MAIL || s->state == S_RCPT || s->state == S_DATA)
+		s->state = S_HELO;
+}
+
+void
+session_cleanup(struct session *s)
+{
+	if (s->pending == PENDING_AUTH || s->state == S_AUTH)
+		ipc_send(s->env->auth, IMSG_AUTH_END, s->id, -1, "");
+	/* a commit in flight is the queue's now; the client saw no 250 */
+	if (s->pending == PENDING_COMMIT)
+		s->msgid[0] = '\0';
+	transaction_reset(s);
+}
+
+void
+session_start(struct session *s)
+{
+	struct listener_env	*env = s->env;
+
+	if (s->flags & SF_STARTTLS) {
+		/* RFC 3207: forget everything learnt before TLS */
+		s->flags &= ~(SF_STARTTLS | SF_EHLO);
+		s->helo[0] = '\0';
+		s->state = S_CONNECTED;
+		return;
+	}
+	if (s->flags & SF_REJECT) {
+		session_reply(s, "421 4.7.0 %s Too many sessions, try later",
+		    env->conf->hostname);
+		session_close(s, "too many sessions");
+		return;
+	}
+	if (env->stopping) {
+		session_reply(s, "421 4.3.2 %s Service shutting down",
+		    env->conf->hostname);
+		session_close(s, "shutting down");
+		return;
+	}
+	s->state = S_CONNECTED;
+	session_reply(s, "220 %s ESMTP smsubmit", env->conf->hostname);
+}
+
+const struct smtp_cmd *
+session_cmd_lookup(const char *line, const char **arg)
+{
+	size_t	 i, n;
+
+	n = strcspn(line, " ");
+	*arg = line + n;
+	while (**arg == ' ')
+		(*arg)++;
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strlen(commands[i].name) == n &&
+		    strncasecmp(commands[i].name, line, n) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+const char *
+session_cmd_name(const struct smtp_cmd *cmd)
+{
+	return cmd->name;
+}
+
+static int
+is_http(const char *line)
+{
+	size_t	 i;
+
+	for (i = 0; i < sizeof(http_methods) / sizeof(http_methods[0]); i++)
+		if (strncmp(line, http_methods[i], strlen(http_methods[i])) ==
+		    0 && strstr(line, " HTTP/") != NULL)
+			return 1;
+	return 0;
+}
+
+static void
+command(struct session *s, char *line)
+{
+	const struct smtp_cmd	*cmd;
+	const char		*arg;
+
+	log_debug("session %08x < %s", s->id,
+	    strncasecmp(line, "AUTH ", 5) == 0 ? "AUTH ..." : line);
+	if (is_http(line)) {
+		session_close(s, "HTTP request");
+		return;
+	}
+	if ((cmd = session_cmd_lookup(line, &arg)) == NULL) {
+		if (++s->nunknown > SMTP_MAX_UNKNOWN) {
+			session_reply(s, "421 4.7.0 %s Too many unknown "
+			    "commands", s->env->conf->hostname);
+			session_close(s, "too many unknown commands");
+			return;
+		}
+		session_reply(s, "500 5.5.1 Command unrecognized");
+		return;
+	}
+	if ((cmd->flags & C_TLS) && !(s->flags & SF_TLS)) {
+		session_reply(s, "530 5.7.0 Must issue a STARTTLS command "
+		    "first");
+		return;
+	}
+	if ((cmd->flags & C_AUTH) && !(s->flags & SF_AUTHED)) {
+		session_reply(s, "530 5.7.0 Authentication required");
+		return;
+	}
+	cmd->handler(s, arg);
+}
+
+/*
+ * Process buffered input until it runs out, a command needs an answer
+ * from another process, or the session ends.
+ */
+void
+session_input(struct session *s)
+{
+	char	*line;
+	size_t	 n, len, max;
+
+	while (s->pending == PENDING_NONE && s->state != S_QUIT &&
+	    !(s->flags & SF_STARTTLS) && buf_used(&s->in) > 0) {
+		if (s->state == S_DATA) {
+			data_input(s);
+			continue;
+		}
+		max = s->state == S_AUTH ? AUTH_LINE_MAX : SMTP_LINE_MAX;
+		if ((n = buf_line(&s->in)) == 0) {
+			if (buf_used(&s->in) <= max)
+				return;
+			/* no end in sight: answer now, skip to the LF */
+			buf_drain(&s->in, buf_used(&s->in));
+			if (!(s->flags & SF_SKIPLINE))
+				session_reply(s, "500 5.5.2 Line too long");
+			s->flags |= SF_SKIPLINE;
+			return;
+		}
+		line = buf_head(&s->in);
+		if (s->flags & SF_SKIPLINE) {
+			s->flags &= ~SF_SKIPLINE;
+			buf_drain(&s->in, n);
+			continue;
+		}
+		if (n > max) {
+			buf_drain(&s->in, n);
+			session_reply(s, "500 5.5.2 Line too long");
+			continue;
+		}
+		len = n - 1;
+		if (len > 0 && line[len - 1] == '\r')
+			len--;
+		if (memchr(line, '\0', len) != NULL) {
+			buf_drain(&s->in, n);
+			session_reply(s, "500 5.5.2 NUL in command");
+			continue;
+		}
+		line[len] = '\0';
+		if (s->state == S_AUTH) {
+			/* a client response in a SASL exchange */
+			if (strcmp(line, "*") == 0) {
+				ipc_send(s->env->auth, IMSG_AUTH_END, s->id,
+				    -1, "");
+				s->state = S_HELO;
+				session_reply(s, "501 5.0.0 Authentication "
+				    "cancelled");
+			} else {
+				ipc_send(s->env->auth, IMSG_AUTH_STEP, s->id,
+				    -1, "s", line);
+				s->pending = PENDING_AUTH;
+			}
+			explicit_bzero(line, n);
+			buf_drain(&s->in, n);
+			continue;
+		}
+		command(s, line);
+		explicit_bzero(line, n);
+		buf_drain(&s->in, n);
+	}
+}
+
+/* --- commands --- */
+
+static int
+helo_valid(const char *arg)
+{
+	size_t	 n = strlen(arg);
+
+	if (n == 0 || n >= 256)
+		return 0;
+	for (; *arg != '\0'; arg++)
+		if ((unsigned char)*arg <= 0x20 || (unsigned char)*arg >= 0x7f)
+			return 0;
+	return 1;
+}
+
+static void
+greet(struct session *s, const char *arg, int ehlo)
+{
+	if (s->state == S_AUTH || s->state == S_DATA)
+		return;
+	if (!helo_valid(arg)) {
+		session_reply(s, "501 5.5.4 %s requires a valid domain",
+		    ehlo ? "EHLO" : "HELO");
+		return;
+	}
+	transaction_reset(s);
+	log_sanitise(s->helo, sizeof(s->helo), arg);
+	s->state = S_HELO;
+	s->flags = ehlo ? (s->flags | SF_EHLO) : (s->flags & ~SF_EHLO);
+}
+
+static void
+cmd_helo(struct session *s, const char *arg)
+{
+	greet(s, arg, 0);
+	if (s->state == S_HELO)
+		session_reply(s, "250 %s", s->env->conf->hostname);
+}
+
+static void
+cmd_ehlo(struct session *s, const char *arg)
+{
+	struct smsubmit_conf	*conf = s->env->conf;
+
+	greet(s, arg, 1);
+	if (s->state != S_HELO)
+		return;
+	session_reply(s, "250-%s Hello %s [%s]", conf->hostname, s->helo,
+	    s->client);
+	session_reply(s, "250-PIPELINING");
+	if (!(s->flags & SF_TLS)) {
+		session_reply(s, "250-ENHANCEDSTATUSCODES");
+		session_reply(s, "250 STARTTLS");
+		return;
+	}
+	session_reply(s, "250-SIZE %zu", conf->max_message_size);
+	session_reply(s, "250-8BITMIME");
+	session_reply(s, "250-SMTPUTF8");
+	if (s->env->auth_ready && s->env->mechs[0] != '\0') {
+		session_reply(s, "250-ENHANCEDSTATUSCODES");
+		session_reply(s, "250 AUTH %s", s->env->mechs);
+	} else
+		session_reply(s, "250 ENHANCEDSTATUSCODES");
+}
+
+static void
+cmd_starttls(struct session *s, const char *arg)
+{
+	if (*arg != '\0') {
+		session_reply(s, "501 5.5.4 STARTTLS takes no parameter");
+		return;
+	}
+	if (s->flags & SF_TLS) {
+		session_reply(s, "503 5.5.1 TLS already active");
+		return;
+	}
+	session_reply(s, "220 2.0.0 Ready to start TLS");
+	listener_starttls(s);
+}
+
+static int
+mech_offered(struct session *s, const char *mech)
+{
+	const char	*p = s->env->mechs;
+	size_t		 n = strlen(mech);
+
+	while (*p != '\0') {
+		if (strncasecmp(p, mech, n) == 0 && (p[n] == ' ' ||
+		    p[n] == '\0'))
+			return 1;
+		p += strcspn(p, " ");
+		p += strspn(p, " ");
+	}
+	return 0;
+}
+
+static void
+cmd_auth(struct session *s, const char *arg)
+{
+	char		 mech[sizeof(s->mech)];
+	const char	*ir;
+	size_t		 n;
+	int		 has_ir;
+
+	if (s->state == S_CONNECTED) {
+		session_reply(s, "503 5.5.1 Send EHLO first");
+		return;
+	}
+	if (s->flags & SF_AUTHED) {
+		session_reply(s, "503 5.5.1 Already authenticated");
+		return;
+	}
+	if (s->state != S_HELO) {
+		session_reply(s, "503 5.5.1 Not inside a mail transaction");
+		return;
+	}
+	n = strcspn(arg, " ");
+	if (n == 0) {
+		session_reply(s, "501 5.5.4 Syntax: AUTH mechanism "
+		    "[initial-response]");
+		return;
+	}
+	if (n >= sizeof(mech) || (memcpy(mech, arg, n), mech[n] = '\0',
+	    !mech_offered(s, mech))) {
+		session_reply(s, "504 5.5.4 Mechanism not available");
+		return;
+	}
+	if (!s->env->auth_ready) {
+		session_reply(s, "454 4.7.0 Temporary authentication failure");
+		return;
+	}
+	ir = arg + n;
+	while (*ir == ' ')
+		ir++;
+	has_ir = *ir != '\0';
+	if (strcmp(ir, "=") == 0)
+		ir = "";
+	strlcpy(s->mech, mech, sizeof(s->mech));
+	ipc_send(s->env->auth, IMSG_AUTH_START, s->id, -1, "ssuss", mech, ir,
+	    (uint32_t)has_ir, s->client, s->local);
+	s->state = S_AUTH;
+	s->pending = PENDING_AUTH;
+}
+
+void
+session_auth_result(struct session *s, struct ipc_msg *msg)
+{
+	struct smsubmit_conf	*conf = s->env->conf;
+	const char		*str;
+	uint32_t		 reason;
+
+	s->pending = PENDING_NONE;
+	switch (msg->type) {
+	case IMSG_AUTH_CONTINUE:
+		if (ipc_unpack(msg, "s", &str) == -1)
+			fatalx("bad AUTH_CONTINUE");
+		session_reply(s, "334 %s", str);
+		break;
+	case IMSG_AUTH_OK:
+		if (ipc_unpack(msg, "s", &str) == -1)
+			fatalx("bad AUTH_OK");
+		log_sanitise(s->user, sizeof(s->user), str);
+		s->flags |= SF_AUTHED;
+		s->state = S_HELO;
+		log_info("session %08x authenticated user=%s mechanism=%s "
+		    "from %s", s->id, s->user, s->mech, s->client);
+		session_reply(s, "235 2.7.0 Authentication successful");
+		break;
+	case IMSG_AUTH_FAIL:
+		if (ipc_unpack(msg, "u", &reason) == -1)
+			fatalx("bad AUTH_FAIL");
+		s->state = S_HELO;
+		switch (reason) {
+		case AUTH_R_BADCREDS:
+			if (++s->nauthfail >= conf->auth_max_failures) {
+				session_reply(s, "421 4.7.0 %s Too many "
+				    "authentication failures", conf->hostname);
+				session_close(s, "too many auth failures");
+			} else
+				session_reply(s, "535 5.7.8 Authentication "
+				    "credentials invalid");
+			break;
+		case AUTH_R_BADMECH:
+			session_reply(s, "504 5.5.4 Mechanism not available");
+			break;
+		case AUTH_R_BADB64:
+			session_reply(s, "501 5.5.2 Cannot decode response");
+			break;
+		case AUTH_R_TEMP:
+			session_reply(s, "454 4.7.0 Temporary authentication "
+			    "failure");
+			break;
+		default:
+			fatalx("bad AUTH_FAIL reason %u", reason);
+		}
+		break;
+	}
+	session_input(s);
+}
+
+int
+session_mail_params(const char *p, size_t maxsize, int *flags,
+    const char **msg)
+{
+	char		 param[SMTP_LINE_MAX], *val;
+	const char	*errstr;
+	long long	 size;
+	size_t		 n;
+	int		 seen = 0;
+
+	*flags = 0;
+	while (*p != '\0') {
+		n = strcspn(p, " ");
+		if (n >= sizeof(param)) {
+			*msg = "5.5.4 Parameter too long";
+			return 501;
+		}
+		memcpy(param, p, n);
+		param[n] = '\0';
+		p += n;
+		p += strspn(p, " ");
+		if ((val = strchr(param, '=')) != NULL)
+			*val++ = '\0';
+		if (strcasecmp(param, "SIZE") == 0 && val != NULL &&
+		    !(seen & 1)) {
+			seen |= 1;
+			size = strtonum(val, 0, LLONG_MAX, &errstr);
+			if (errstr != NULL) {
+				*msg = "5.5.4 Bad SIZE parameter";
+				return 501;
+			}
+			if ((unsigned long long)size > maxsize) {
+				*msg = "5.3.4 Message size exceeds limit";
+				return 552;
+			}
+		} else if (strcasecmp(param, "BODY") == 0 && val != NULL &&
+		    !(seen & 2)) {
+			seen |= 2;
+			if (strcasecmp(val, "8BITMIME") == 0)
+				*flags |= ENV_8BITMIME;
+			else if (strcasecmp(val, "7BIT") != 0) {
+				*msg = "5.5.4 Bad BODY parameter";
+				return 501;
+			}
+		} else if (strcasecmp(param, "SMTPUTF8") == 0 && val == NULL &&
+		    !(seen & 4)) {
+			seen |= 4;
+			*flags |= ENV_SMTPUTF8;
+		} else if (strcasecmp(param, "AUTH") == 0 && val != NULL &&
+		    !(seen & 8)) {
+			/* RFC 4954: we know who submits; the value is noted */
+			seen |= 8;
+		} else {
+			*msg = "5.5.4 Unsupported parameter";
+			return 555;
+		}
+	}
+	return 0;
+}
+
+static int
+has_8bit(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s >= 0x80)
+			return 1;
+	return 0;
+}
+
+static void
+cmd_mail(struct session *s, const char *arg)
+{
+	const char	*params, *msg;
+	char		 addr[ADDR_MAX];
+	int		 code, flags;
+
+	if (s->state == S_MAIL || s->state == S_RCPT) {
+		session_reply(s, "503 5.5.1 Nested MAIL command");
+		return;
+	}
+	if (s->state != S_HELO) {
+		session_reply(s, "503 5.5.1 Send EHLO first");
+		return;
+	}
+	if (strncasecmp(arg, "FROM:", 5) != 0) {
+		session_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	}
+	if (addr_parse_path(arg + 5, ADDR_NULL_OK | ADDR_UTF8, addr,
+	    sizeof(addr), &params) == -1) {
+		session_reply(s, "501 5.1.7 Bad sender address syntax");
+		return;
+	}
+	if ((code = session_mail_params(params,
+	    s->env->conf->max_message_size, &flags, &msg)) != 0) {
+		session_reply(s, "%d %s", code, msg);
+		return;
+	}
+	if (has_8bit(addr) && !(flags & ENV_SMTPUTF8)) {
+		session_reply(s, "501 5.1.7 Non-ASCII address needs SMTPUTF8");
+		return;
+	}
+	strlcpy(s->from, addr, sizeof(s->from));
+	if (flags & ENV_8BITMIME)
+		s->flags |= SF_8BITMIME;
+	if (flags & ENV_SMTPUTF8)
+		s->flags |= SF_SMTPUTF8;
+	s->state = S_MAIL;
+	session_reply(s, "250 2.1.0 Ok");
+}
+
+static void
+cmd_rcpt(struct session *s, const char *arg)
+{
+	const char	*params;
+	char		 addr[ADDR_MAX], **r;
+	int		 flags = ADDR_POSTMASTER;
+
+	if (s->state != S_MAIL && s->state != S_RCPT) {
+		session_reply(s, "503 5.5.1 Need MAIL before RCPT");
+		return;
+	}
+	if (strncasecmp(arg, "TO:", 3) != 0) {
+		session_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	}
+	if (s->flags & SF_SMTPUTF8)
+		flags |= ADDR_UTF8;
+	if (addr_parse_path(arg + 3, flags, addr, sizeof(addr),
+	    &params) == -1) {
+		session_reply(s, "501 5.1.3 Bad recipient address syntax");
+		return;
+	}
+	if (*params != '\0') {
+		session_reply(s, "555 5.5.4 Unsupported parameter");
+		return;
+	}
+	if (s->nrcpts >= s->env->conf->max_recipients) {
+		session_reply(s, "452 4.5.3 Too many recipients");
+		return;
+	}
+	if ((r = reallocarray(s->rcpts, s->nrcpts + 1, sizeof(*r))) == NULL ||
+	    (s->rcpts = r, r[s->nrcpts] = strdup(addr)) == NULL) {
+		session_reply(s, "421 4.3.0 %s Out of memory",
+		    s->env->conf->hostname);
+		session_close(s, "out of memory");
+		return;
+	}
+	s->nrcpts++;
+	s->state = S_RCPT;
+	session_reply(s, "250 2.1.5 Ok");
+}
+
+static void
+cmd_data(struct session *s, const char *arg)
+{
+	if (s->state == S_MAIL) {
+		session_reply(s, "503 5.5.1 Need RCPT before DATA");
+		return;
+	}
+	if (s->state != S_RCPT) {
+		session_reply(s, "503 5.5.1 Need MAIL before DATA");
+		return;
+	}
+	if (*arg != '\0') {
+		session_reply(s, "501 5.5.4 DATA takes no parameter");
+		return;
+	}
+	ipc_send(s->env->queue, IMSG_MSG_CREATE, s->id, -1, "");
+	s->pending = PENDING_FILE;
+}
+
+static void
+cmd_rset(struct session *s, const char *arg)
+{
+	transaction_reset(s);
+	session_reply(s, "250 2.0.0 Ok");
+}
+
+static void
+cmd_noop(struct session *s, const char *arg)
+{
+	session_reply(s, "250 2.0.0 Ok");
+}
+
+static void
+cmd_quit(struct session *s, const char *arg)
+{
+	session_reply(s, "221 2.0.0 %s Bye", s->env->conf->hostname);
+	session_close(s, "quit");
+}
+
+static void
+cmd_help(struct session *s, const char *arg)
+{
+	session_reply(s, "214-smsubmit: a mail submission server");
+	session_reply(s, "214-Commands: HELO EHLO STARTTLS AUTH MAIL RCPT "
+	    "DATA RSET NOOP QUIT HELP VRFY EXPN");
+	session_reply(s, "214 2.0.0 End of HELP");
+}
+
+static void
+cmd_vrfy(struct session *s, const char *arg)
+{
+	session_reply(s, "252 2.5.0 Cannot VRFY user, but will accept "
+	    "message");
+}
+
+static void
+cmd_expn(struct session *s, const char *arg)
+{
+	session_reply(s, "502 5.5.1 EXPN not available");
+}
+
+/* --- DATA --- */
+
+static void
+data_begin(struct session *s)
+{
+	struct smsubmit_conf	*conf = s->env->conf;
+	char			 date[64];
+	struct tm		 tm;
+	time_t			 now = time(NULL);
+	uint32_t		 rnd = arc4random();
+
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	snprintf(s->add_msgid, sizeof(s->add_msgid),
+	    "Message-ID: <%s.%08x@%s>\r\n", s->msgid, rnd, conf->hostname);
+	snprintf(s->add_date, sizeof(s->add_date), "Date: %s\r\n", date);
+	if ((s->body = malloc(sizeof(*s->body))) == NULL) {
+		session_reply(s, "451 4.3.0 Out of memory");
+		transaction_reset(s);
+		return;
+	}
+	body_init(s->body, s->add_msgid, s->add_date);
+	buf_init(&s->dbuf, DATA_BUF_MAX);
+	/* RFC 5321 4.4, RFC 3848 */
+	if (buf_printf(&s->dbuf,
+	    "Received: from %s ([%s])\r\n"
+	    "\tby %s (smsubmit) with %s id %s\r\n"
+	    "\t(version=%s cipher=%s);\r\n"
+	    "\t%s\r\n", s->helo, s->client, conf->hostname,
+	    s->flags & SF_EHLO ? "ESMTPSA" : "SMTPSA", s->msgid,
+	    tls_conn_version(s->tls), tls_conn_cipher(s->tls), date) == -1) {
+		session_reply(s, "451 4.3.0 Out of memory");
+		transaction_reset(s);
+		return;
+	}
+	s->state = S_DATA;
+	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+static void
+data_write(struct session *s)
+{
+	ssize_t	 n;
+
+	while (buf_used(&s->dbuf) > 0 && s->data_errno == 0) {
+		if ((n = write(s->msgfd, buf_head(&s->dbuf),
+		    buf_used(&s->dbuf))) == -1) {
+			if (errno == EINTR)
+				continue;
+			s->data_errno = errno;
+			log_warn("session %08x message %s write", s->id,
+			    s->msgid);
+			break;
+		}
+		buf_drain(&s->dbuf, n);
+	}
+	buf_drain(&s->dbuf, buf_used(&s->dbuf));
+}
+
+static void
+data_end(struct session *s)
+{
+	struct smsubmit_conf	*conf = s->env->conf;
+	struct body		*b = s->body;
+	int			 i, flags = 0;
+
+	s->state = S_RCPT;
+	if (b->errors & (BODY_ERR_BARECR | BODY_ERR_BARELF | BODY_ERR_LONG)) {
+		session_reply(s, "554 5.6.0 Message refused: %s",
+		    b->errors & BODY_ERR_LONG ? "line over 998 octets" :
+		    "bare CR or LF in message");
+		log_info("session %08x message %s refused: %s", s->id,
+		    s->msgid, b->errors & BODY_ERR_LONG ? "long line" :
+		    "bare CR or LF");
+		transaction_reset(s);
+		return;
+	}
+	if (s->flags & SF_DATAFULL) {
+		session_reply(s, "552 5.3.4 Message size exceeds limit of "
+		    "%zu octets", conf->max_message_size);
+		log_info("session %08x message %s refused: too big", s->id,
+		    s->msgid);
+		transaction_reset(s);
+		return;
+	}
+	data_write(s);
+	if (s->data_errno != 0 || (b->errors & BODY_ERR_OUTPUT)) {
+		if (s->data_errno == ENOSPC || s->data_errno == EDQUOT)
+			session_reply(s, "452 4.3.1 Insufficient system "
+			    "storage");
+		else
+			session_reply(s, "451 4.3.0 Error writing message");
+		transaction_reset(s);
+		return;
+	}
+	close(s->msgfd);
+	s->msgfd = -1;
+	if (s->flags & SF_8BITMIME)
+		flags |= ENV_8BITMIME;
+	if (s->flags & SF_SMTPUTF8)
+		flags |= ENV_SMTPUTF8;
+	ipc_send(s->env->queue, IMSG_MSG_ENVELOPE, s->id, -1, "sssssu",
+	    s->msgid, s->from, s->user, s->helo, s->client, (uint32_t)flags);
+	for (i = 0; i < s->nrcpts; i++)
+		ipc_send(s->env->queue, IMSG_MSG_RCPT, s->id, -1, "ss",
+		    s->msgid, s->rcpts[i]);
+	ipc_send(s->env->queue, IMSG_MSG_COMMIT, s->id, -1, "s", s->msgid);
+	s->pending = PENDING_COMMIT;
+}
+
+static void
+data_input(struct session *s)
+{
+	struct smsubmit_conf	*conf = s->env->conf;
+	size_t			 n, before;
+
+	before = buf_used(&s->dbuf);
+	n = body_parse(s->body, buf_head(&s->in), buf_used(&s->in), &s->dbuf);
+	buf_drain(&s->in, n);
+	s->msgsize += buf_used(&s->dbuf) - before;
+	if (s->msgsize > conf->max_message_size)
+		s->flags |= SF_DATAFULL;
+	if (s->flags & SF_DATAFULL)
+		buf_drain(&s->dbuf, buf_used(&s->dbuf));
+	else if (buf_used(&s->dbuf) >= DATA_FLUSH || s->body->done)
+		data_write(s);
+	if (s->body->done)
+		data_end(s);
+}
+
+static void
+log_accepted(struct session *s)
+{
+	char	 rcpts[1024];
+	int	 i;
+
+	rcpts[0] = '\0';
+	for (i = 0; i < s->nrcpts; i++) {
+		if (i > 0)
+			strlcat(rcpts, ",", sizeof(rcpts));
+		strlcat(rcpts, "<", sizeof(rcpts));
+		strlcat(rcpts, s->rcpts[i], sizeof(rcpts));
+		if (strlcat(rcpts, ">", sizeof(rcpts)) >= sizeof(rcpts))
+			break;
+	}
+	log_info("session %08x message %s accepted: from=<%s> to=%s "
+	    "size=%zu user=%s", s->id, s->msgid, s->from, rcpts, s->msgsize,
+	    s->user);
+}
+
+void
+session_queue_result(struct session *s, struct ipc_msg *msg)
+{
+	const char	*msgid;
+	uint32_t	 result;
+
+	if (ipc_unpack(msg, "us", &result, &msgid) == -1 ||
+	    result > QUEUE_R_NOSPACE || strlen(msgid) > QUEUE_ID_LEN ||
+	    (msg->type == IMSG_MSG_FILE && (result == QUEUE_OK) !=
+	    (msg->fd != -1)) || (msg->type == IMSG_MSG_RESULT &&
+	    msg->fd != -1))
+		fatalx("bad answer from queue");
+	s->pending = PENDING_NONE;
+	if (msg->type == IMSG_MSG_FILE) {
+		if (result == QUEUE_OK) {
+			strlcpy(s->msgid, msgid, sizeof(s->msgid));
+			s->msgfd = msg->fd;
+			data_begin(s);
+		} else if (result == QUEUE_R_NOSPACE)
+			session_reply(s, "452 4.3.1 Insufficient system "
+			    "storage");
+		else
+			session_reply(s, "451 4.3.0 Temporary queue failure");
+	} else {
+		if (strcmp(msgid, s->msgid) != 0)
+			fatalx("queue answered for another message");
+		if (result == QUEUE_OK) {
+			log_accepted(s);
+			session_reply(s, "250 2.0.0 Ok: queued as %s",
+			    s->msgid);
+			s->msgid[0] = '\0';	/* the queue's now */
+		} else if (result == QUEUE_R_NOSPACE)
+			session_reply(s, "452 4.3.1 Insufficient system "
+			    "storage");
+		else
+			session_reply(s, "451 4.3.0 Queue write failed");
+		/* a failed commit was removed by the queue */
+		s->msgid[0] = '\0';
+		transaction_reset(s);
+	}
+	if (s->env->stopping && s->state != S_QUIT &&
+	    s->pending == PENDING_NONE) {
+		session_reply(s, "421 4.3.2 %s Service shutting down",
+		    s->env->conf->hostname);
+		session_close(s, "shutting down");
+		return;
+	}
+	session_input(s);
+}
