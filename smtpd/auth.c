@@ -353,8 +353,11 @@ listener_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
 	struct exchange	*x, key;
 
-	if (msg == NULL)
-		fatalx("listener went away");
+	if (msg == NULL) {
+		/* it finished its sessions, or the parent reports its death */
+		log_debug("listener gone, exiting");
+		exit(0);
+	}
 	if (msg->fd != -1)
 		fatalx("unexpected descriptor from listener");
 	switch (msg->type) {
