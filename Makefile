@@ -56,6 +56,10 @@ unit: $(UNIT)
 regress: all unit
 	python3 regress/run.py
 
+# libFuzzer harnesses (clang); FUZZTIME seconds each
+fuzz:
+	$(MAKE) -f regress/fuzz/Makefile run
+
 run: all
 	sh etc/run.sh
 
@@ -70,4 +74,4 @@ install: all
 clean:
 	rm -f smtpd/smsubmit smtpd/*.o common/*.o smtpd/parse.c $(UNIT)
 
-.PHONY: all unit regress run install clean
+.PHONY: all unit regress run install clean fuzz
