@@ -31,7 +31,8 @@ endif
 COMMON	 = common/log.o common/buf.o common/b64.o common/addr.o \
 	   common/ipc.o common/body.o
 SMTPD	 = smtpd/smsubmit.o smtpd/parse.o smtpd/listener.o smtpd/session.o \
-	   smtpd/auth.o smtpd/queue.o smtpd/relay.o
+	   smtpd/auth.o smtpd/queue.o smtpd/relay.o smtpd/bounce.o \
+	   smtpd/control.o
 UNIT	 = $(patsubst %.c,%,$(wildcard regress/unit/t_*.c))
 
 all: smtpd/smsubmit

@@ -118,7 +118,7 @@ typedef struct {
 
 %token	AUTH CERTIFICATE CIPHERS COMMAND DATA HOSTNAME KEY LIFETIME LIMIT
 %token	LISTEN MAXFAILURES MECHANISMS MESSAGESIZE ON PORT PROTOCOLS QUEUE
-%token	RECIPIENTS RELAY SASLCONFIG SESSIONS SESSIONSPERADDR STARTTLS TIMEOUT
+%token	RECIPIENTS RELAY RETRY SASLCONFIG SESSIONS SESSIONSPERADDR STARTTLS TIMEOUT
 %token	TLS TO USER
 %token	ERROR
 %token	<v.string>	STRING
@@ -293,6 +293,9 @@ relay		: RELAY TO string relayport {
 			if (relay_set($3, $4) == -1)
 				YYERROR;
 		}
+		| RELAY TIMEOUT duration {
+			in.conf->relay_timeout = $3;
+		}
 		;
 
 relayport	: /* empty */		{ $$ = 25; }
@@ -306,6 +309,15 @@ queue		: QUEUE string {
 		}
 		| QUEUE LIFETIME duration {
 			in.conf->queue_lifetime = $3;
+		}
+		| QUEUE RETRY duration TO duration {
+			if ($3 > $5) {
+				conf_err("queue retry: %lld is more than %lld",
+				    (long long)$3, (long long)$5);
+				YYERROR;
+			}
+			in.conf->retry_min = $3;
+			in.conf->retry_max = $5;
 		}
 		| QUEUE USER string {
 			if (check_user("queue user", $3) == -1 ||
@@ -401,6 +413,7 @@ static const struct keyword {
 	{ "queue",			QUEUE },
 	{ "recipients",			RECIPIENTS },
 	{ "relay",			RELAY },
+	{ "retry",			RETRY },
 	{ "sasl-config",		SASLCONFIG },
 	{ "sessions",			SESSIONS },
 	{ "sessions-per-address",	SESSIONSPERADDR },
@@ -1292,6 +1305,9 @@ conf_defaults(struct smsubmit_conf *conf)
 	conf->max_sessions_per_addr = 20;
 	conf->timeout_command = 300;
 	conf->timeout_data = 600;
+	conf->retry_min = 60;
+	conf->retry_max = 60 * 60;
+	conf->relay_timeout = 300;
 	if ((conf->tls_protocols = strdup("secure")) == NULL ||
 	    (conf->tls_ciphers = strdup("secure")) == NULL ||
 	    (conf->sasl_config = strdup("/etc/smsubmit")) == NULL ||

@@ -31,8 +31,6 @@
 #include "smsubmit.h"
 
 #define ENVELOPE_MAX	(1024 * 1024)
-#define RETRY_MIN	5		/* seconds, doubled on each failure */
-#define RETRY_MAX	3600
 
 /* A message being received: the listener holds a descriptor to it. */
 struct incoming {
@@ -55,6 +53,9 @@ static struct {
 } env;
 
 static void	schedule(void);
+
+static const char *rcpt_state_names[] = { "pending", "done", "failed",
+    "bounced" };
 
 static void
 qmsg_clear(struct qmsg *m)
@@ -114,7 +115,6 @@ text_valid(const char *s, size_t max)
 static int
 envelope_write(int fd, struct qmsg *m)
 {
-	static const char *state[] = { "pending", "done", "failed" };
 	FILE	*fp;
 	int	 i, fd2;
 
@@ -129,8 +129,8 @@ envelope_write(int fd, struct qmsg *m)
 	    m->helo, m->client, m->flags, m->attempts, (long long)m->next,
 	    m->error);
 	for (i = 0; i < m->nrcpts; i++) {
-		fprintf(fp, "rcpt %s %s\n", state[m->rcpts[i].state],
-		    m->rcpts[i].addr);
+		fprintf(fp, "rcpt %s %s\n",
+		    rcpt_state_names[m->rcpts[i].state], m->rcpts[i].addr);
 		if (m->rcpts[i].reply[0] != '\0')
 			fprintf(fp, "reply %s\n", m->rcpts[i].reply);
 	}
@@ -218,6 +218,8 @@ queue_envelope_parse(struct qmsg *m, char *text)
 				st = RCPT_DONE;
 			else if (strncmp(val, "failed ", 7) == 0)
 				st = RCPT_FAILED;
+			else if (strncmp(val, "bounced ", 8) == 0)
+				st = RCPT_BOUNCED;
 			else
 				return -1;
 			val = strchr(val, ' ') + 1;
@@ -458,6 +460,25 @@ incoming_drop(struct incoming *in)
 	free(in);
 }
 
+/* A new file tmp/ID under a fresh random ID. */
+static int
+file_create(char *id, char *path, size_t len)
+{
+	uint8_t	 rnd[QUEUE_ID_LEN / 2];
+	int	 fd = -1, i, tries;
+
+	for (tries = 0; tries < 10; tries++) {
+		arc4random_buf(rnd, sizeof(rnd));
+		for (i = 0; i < (int)sizeof(rnd); i++)
+			snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+		snprintf(path, len, "tmp/%s", id);
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd != -1 || errno != EEXIST)
+			break;
+	}
+	return fd;
+}
+
 static enum queue_result
 errno_result(int e)
 {
@@ -469,8 +490,7 @@ msg_create(uint32_t session)
 {
 	struct incoming	*in;
 	char		 path[64];
-	uint8_t		 rnd[QUEUE_ID_LEN / 2];
-	int		 fd2, i, tries;
+	int		 fd2;
 
 	if ((in = calloc(1, sizeof(*in))) == NULL) {
 		ipc_send(env.listener, IMSG_MSG_FILE, session, -1, "us",
@@ -478,16 +498,7 @@ msg_create(uint32_t session)
 		return;
 	}
 	in->session = session;
-	for (tries = 0; tries < 10; tries++) {
-		arc4random_buf(rnd, sizeof(rnd));
-		for (i = 0; i < (int)sizeof(rnd); i++)
-			snprintf(in->m.id + 2 * i, 3, "%02x", rnd[i]);
-		snprintf(path, sizeof(path), "tmp/%s", in->m.id);
-		in->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
-		    0600);
-		if (in->fd != -1 || errno != EEXIST)
-			break;
-	}
+	in->fd = file_create(in->m.id, path, sizeof(path));
 	if (in->fd == -1 || (fd2 = dup(in->fd)) == -1) {
 		log_warn("cannot create %s", path);
 		ipc_send(env.listener, IMSG_MSG_FILE, session, -1, "us",
@@ -505,55 +516,76 @@ msg_create(uint32_t session)
 	    (uint32_t)QUEUE_OK, in->m.id);
 }
 
+/*
+ * Commit tmp/ID, already written to fd, with the envelope m: the file,
+ * then its envelope, on disk; the renames; queue/ on disk.  On failure
+ * nothing is left in queue/ and errno says why.
+ */
+static int
+commit(int fd, struct qmsg *m)
+{
+	char	 envtmp[64], msgpath[64], envpath[64], path[64];
+	int	 saved;
+
+	if (fsync(fd) == -1 ||
+	    envelope_save_tmp(m, envtmp, sizeof(envtmp)) == -1)
+		return -1;
+	snprintf(path, sizeof(path), "tmp/%s", m->id);
+	snprintf(msgpath, sizeof(msgpath), "queue/%s.msg", m->id);
+	snprintf(envpath, sizeof(envpath), "queue/%s.env", m->id);
+	if (rename(path, msgpath) == -1)
+		goto fail;
+	if (rename(envtmp, envpath) == -1)
+		goto fail;
+	if (fsync(env.dirfd) == -1)
+		goto fail;
+	return 0;
+ fail:
+	saved = errno;
+	unlink(envpath);
+	unlink(msgpath);
+	unlink(envtmp);
+	errno = saved;
+	return -1;
+}
+
+/* Take a committed message into the schedule. */
+static struct qmsg *
+enqueue(struct qmsg *src)
+{
+	struct qmsg	*m;
+
+	if ((m = malloc(sizeof(*m))) == NULL)
+		fatal("malloc");
+	*m = *src;
+	src->rcpts = NULL;
+	src->nrcpts = 0;
+	m->next = 0;
+	TAILQ_INSERT_TAIL(&env.queue, m, entry);
+	return m;
+}
+
 static void
 msg_commit(struct incoming *in)
 {
 	struct qmsg	*m;
-	char		 envtmp[64], from[64], to[64];
 	int		 saved;
 
-	if (fsync(in->fd) == -1 ||
-	    envelope_save_tmp(&in->m, envtmp, sizeof(envtmp)) == -1)
-		goto fail;
-	snprintf(from, sizeof(from), "tmp/%s", in->m.id);
-	snprintf(to, sizeof(to), "queue/%s.msg", in->m.id);
-	if (rename(from, to) == -1)
-		goto fail;
-	snprintf(from, sizeof(from), "queue/%s.env", in->m.id);
-	if (rename(envtmp, from) == -1) {
+	if (commit(in->fd, &in->m) == -1) {
 		saved = errno;
-		unlink(to);
-		errno = saved;
-		goto fail;
+		log_warn("message %s: commit failed", in->m.id);
+		ipc_send(env.listener, IMSG_MSG_RESULT, in->session, -1, "us",
+		    (uint32_t)errno_result(saved), in->m.id);
+		incoming_drop(in);
+		return;
 	}
-	if (fsync(env.dirfd) == -1) {
-		saved = errno;
-		unlink(from);
-		unlink(to);
-		errno = saved;
-		goto fail;
-	}
-	/* committed: the message is the queue's now */
-	if ((m = malloc(sizeof(*m))) == NULL)
-		fatal("malloc");
-	*m = in->m;
-	in->m.rcpts = NULL;
-	in->m.nrcpts = 0;
-	m->next = 0;
-	TAILQ_INSERT_TAIL(&env.queue, m, entry);
+	m = enqueue(&in->m);
 	ipc_send(env.listener, IMSG_MSG_RESULT, in->session, -1, "us",
 	    (uint32_t)QUEUE_OK, m->id);
 	log_info("message %s committed: from=<%s> rcpts=%d user=%s", m->id,
 	    m->from, m->nrcpts, m->user);
 	incoming_drop(in);
 	schedule();
-	return;
- fail:
-	saved = errno;
-	log_warn("message %s: commit failed", in->m.id);
-	ipc_send(env.listener, IMSG_MSG_RESULT, in->session, -1, "us",
-	    (uint32_t)errno_result(saved), in->m.id);
-	incoming_drop(in);
 }
 
 static void
@@ -631,43 +663,179 @@ listener_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 static time_t
 backoff(int attempts)
 {
-	time_t	 d = RETRY_MIN;
+	time_t	 d = env.conf->retry_min;
 
-	while (--attempts > 0 && d < RETRY_MAX)
+	while (--attempts > 0 && d < env.conf->retry_max)
 		d *= 2;
-	return d < RETRY_MAX ? d : RETRY_MAX;
+	if (d > env.conf->retry_max)
+		d = env.conf->retry_max;
+	/* jitter keeps a backlog from returning all at once */
+	return d + arc4random_uniform(d / 4 + 1);
+}
+
+/*
+ * Tell the sender about RCPT_FAILED recipients with a DSN, committed to
+ * the queue like any message.  0 once they are told (or cannot be: a
+ * null sender is never bounced), -1 to try again later.
+ */
+static int
+bounce(struct qmsg *m, int expired)
+{
+	struct qmsg	 b;
+	char		 path[64], msgpath[64];
+	int		 fd, msgfd, i, r;
+
+	if (m->from[0] == '\0')
+		log_info("message %s: no bounce for a null sender", m->id);
+	else {
+		memset(&b, 0, sizeof(b));
+		snprintf(msgpath, sizeof(msgpath), "queue/%s.msg", m->id);
+		if ((fd = file_create(b.id, path, sizeof(path))) == -1) {
+			log_warn("message %s: cannot create bounce", m->id);
+			return -1;
+		}
+		if ((msgfd = open(msgpath, O_RDONLY | O_CLOEXEC)) == -1) {
+			log_warn("message %s: cannot read", m->id);
+			close(fd);
+			unlink(path);
+			return -1;
+		}
+		r = bounce_write(fd, env.conf, m, b.id, msgfd, expired);
+		close(msgfd);
+		b.created = time(NULL);
+		b.flags = m->flags;
+		strlcpy(b.helo, env.conf->hostname, sizeof(b.helo));
+		strlcpy(b.client, "localhost", sizeof(b.client));
+		if (r == -1 || rcpt_add(&b, m->from, RCPT_PENDING) == -1 ||
+		    commit(fd, &b) == -1) {
+			log_warn("message %s: cannot commit bounce", m->id);
+			close(fd);
+			unlink(path);
+			qmsg_clear(&b);
+			return -1;
+		}
+		close(fd);
+		enqueue(&b);
+		log_info("message %s: bounce %s sent to <%s>", m->id, b.id,
+		    m->from);
+	}
+	for (i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].state == RCPT_FAILED)
+			m->rcpts[i].state = RCPT_BOUNCED;
+	return 0;
 }
 
 void
 queue_relay_done(struct qmsg *m)
 {
-	int	 i, pending = 0, done = 0, failed = 0;
+	time_t	 now = time(NULL);
+	int	 i, pending = 0, done = 0, failed = 0, expired = 0;
 
 	env.busy = NULL;
-	for (i = 0; i < m->nrcpts; i++) {
+	for (i = 0; i < m->nrcpts; i++)
 		if (m->rcpts[i].state == RCPT_PENDING)
 			pending++;
-		else if (m->rcpts[i].state == RCPT_DONE)
+	if (pending > 0 && now - m->created >= env.conf->queue_lifetime) {
+		expired = 1;
+		for (i = 0; i < m->nrcpts; i++) {
+			if (m->rcpts[i].state != RCPT_PENDING)
+				continue;
+			m->rcpts[i].state = RCPT_FAILED;
+			strlcpy(m->rcpts[i].reply, "delivery time expired: ",
+			    sizeof(m->rcpts[i].reply));
+			strlcat(m->rcpts[i].reply, m->error,
+			    sizeof(m->rcpts[i].reply));
+		}
+		log_info("message %s: expired after %llds", m->id,
+		    (long long)(now - m->created));
+		pending = 0;
+	}
+	for (i = 0; i < m->nrcpts; i++) {
+		if (m->rcpts[i].state == RCPT_DONE)
 			done++;
-		else
+		else if (m->rcpts[i].state == RCPT_FAILED)
 			failed++;
 	}
+	if (failed > 0 && bounce(m, expired) == -1)
+		pending++;	/* keep it until the bounce can be made */
 	if (pending == 0) {
-		if (failed > 0)
-			log_warnx("message %s: %d recipients refused by the "
-			    "relay", m->id, failed);
 		log_info("message %s: delivered to %d of %d recipients, "
 		    "removed", m->id, done, m->nrcpts);
 		message_remove(m);
 	} else {
 		m->attempts++;
-		m->next = time(NULL) + backoff(m->attempts);
+		m->next = now + backoff(m->attempts);
 		log_info("message %s: %d recipients deferred (%s), retry in "
 		    "%llds", m->id, pending, m->error,
-		    (long long)(m->next - time(NULL)));
+		    (long long)(m->next - now));
 		envelope_update(m);
 	}
 	schedule();
+}
+
+void
+queue_relay_back(void)
+{
+	struct qmsg	*m;
+
+	/* the relay works again: the backlog need not wait its turn */
+	TAILQ_FOREACH(m, &env.queue, entry)
+		m->next = 0;
+	log_info("relay %s is back, draining the queue", env.conf->relay_name);
+}
+
+void
+queue_show(struct buf *out)
+{
+	struct qmsg	*m;
+	time_t		 now = time(NULL);
+	int		 i, n = 0;
+
+	TAILQ_FOREACH(m, &env.queue, entry) {
+		n++;
+		buf_printf(out, "%s age=%llds from=<%s> user=%s attempts=%d "
+		    "next=%s%lld%s\n", m->id, (long long)(now - m->created),
+		    m->from, m->user[0] ? m->user : "-", m->attempts,
+		    m == env.busy ? "now (delivering)" : "in ",
+		    m == env.busy ? 0LL : (long long)(m->next > now ?
+		    m->next - now : 0), m == env.busy ? "" : "s");
+		for (i = 0; i < m->nrcpts; i++)
+			buf_printf(out, "    %-8s <%s>%s%s\n",
+			    rcpt_state_names[m->rcpts[i].state],
+			    m->rcpts[i].addr, m->rcpts[i].reply[0] ? " " : "",
+			    m->rcpts[i].reply);
+		if (m->error[0] != '\0')
+			buf_printf(out, "    last error: %s\n", m->error);
+	}
+	buf_printf(out, "%d message%s in the queue\n", n, n == 1 ? "" : "s");
+}
+
+void
+queue_flush(struct buf *out)
+{
+	struct qmsg	*m;
+	int		 n = 0;
+
+	TAILQ_FOREACH(m, &env.queue, entry) {
+		m->next = 0;
+		n++;
+	}
+	relay_flush();
+	log_info("control: retry of %d messages forced", n);
+	buf_printf(out, "%d message%s scheduled for delivery now\n", n,
+	    n == 1 ? "" : "s");
+	schedule();
+}
+
+static int
+has_pending(struct qmsg *m)
+{
+	int	 i;
+
+	for (i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].state == RCPT_PENDING)
+			return 1;
+	return 0;
 }
 
 static void
@@ -703,7 +871,10 @@ schedule(void)
 		/* later arrivals go behind those waiting */
 		TAILQ_REMOVE(&env.queue, due, entry);
 		TAILQ_INSERT_TAIL(&env.queue, due, entry);
-		relay_deliver(due);
+		if (has_pending(due))
+			relay_deliver(due);
+		else
+			queue_relay_done(due);	/* only a bounce to make */
 		return;
 	}
 	if (wake == 0)
@@ -769,6 +940,7 @@ queue_main(struct smsubmit_conf *conf, int parent, int listener)
 	    evsignal_add(sterm, NULL) == -1)
 		fatalx("evsignal");
 	relay_init(env.base, conf);
+	control_listen(env.base);
 	schedule();
 	event_base_dispatch(env.base);
 	fatalx("event loop ended");

@@ -23,7 +23,6 @@
 #include "log.h"
 #include "smsubmit.h"
 
-#define RELAY_TIMEOUT	120	/* seconds for any reply */
 #define RELAY_IDLE	10	/* seconds an unused connection stays */
 #define RELAY_LINE_MAX	4096
 #define BODY_CHUNK	65536
@@ -307,6 +306,8 @@ reply(int code)
 			fail_conn("EHLO refused");
 			return;
 		}
+		if (r.failures > 0)
+			queue_relay_back();
 		r.failures = 0;
 		r.retry_at = 0;
 		break;
@@ -464,7 +465,7 @@ idle_cb(int fd, short ev, void *arg)
 static void
 connect_relay(void)
 {
-	struct timeval	 tv = { RELAY_TIMEOUT, 0 };
+	struct timeval	 tv = { r.conf->relay_timeout, 0 };
 
 	r.ext = 0;
 	r.bev = bufferevent_socket_new(r.base, -1, BEV_OPT_CLOSE_ON_FREE);
@@ -488,6 +489,13 @@ relay_deliver(struct qmsg *m)
 	else if (r.state == R_NONE)
 		connect_relay();
 	/* otherwise RSET or QUIT is in flight; its reply goes on */
+}
+
+void
+relay_flush(void)
+{
+	/* the operator says the relay is worth a try now */
+	r.retry_at = 0;
 }
 
 void

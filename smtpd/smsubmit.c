@@ -46,7 +46,8 @@ static const char *pname[P_COUNT] = { "listener", "auth", "queue" };
 static __attribute__((noreturn)) void
 usage(void)
 {
-	fprintf(stderr, "usage: smsubmit [-dnv] [-D macro=value] [-f file]\n");
+	fprintf(stderr, "usage: smsubmit [-dnqQv] [-D macro=value] "
+	    "[-f file]\n");
 	exit(1);
 }
 
@@ -350,6 +351,7 @@ main(int argc, char *argv[])
 	sigset_t		 mask;
 	const char		*file = SMSUBMIT_CONF;
 	int			 sigs[4] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD };
+	const char		*control = NULL;
 	int			 ch, debug = 0, checkonly = 0, verbose = 0;
 	int			 fds[P_COUNT][2], lq[2], la[2], i;
 
@@ -357,7 +359,7 @@ main(int argc, char *argv[])
 	setproctitle_init(argc, argv, environ);
 #endif
 	log_init(1, 0);
-	while ((ch = getopt(argc, argv, "dD:f:nv")) != -1) {
+	while ((ch = getopt(argc, argv, "dD:f:nqQv")) != -1) {
 		switch (ch) {
 		case 'd':
 			debug = 1;
@@ -372,6 +374,12 @@ main(int argc, char *argv[])
 			break;
 		case 'n':
 			checkonly = 1;
+			break;
+		case 'q':
+			control = "list";
+			break;
+		case 'Q':
+			control = "flush";
 			break;
 		case 'v':
 			verbose++;
@@ -391,6 +399,8 @@ main(int argc, char *argv[])
 		fprintf(stderr, "configuration OK\n");
 		exit(0);
 	}
+	if (control != NULL)
+		exit(control_client(conf, control));
 	env.conf = conf;
 	log_init(debug, verbose);
 

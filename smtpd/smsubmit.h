@@ -20,6 +20,8 @@
 #include "buf.h"
 #include "ipc.h"
 
+struct event_base;
+
 #define SMSUBMIT_VERSION	"1.0"
 #define SMSUBMIT_CONF		"/etc/smsubmit.conf"
 #define SMSUBMIT_USER		"_smsubmit"
@@ -63,6 +65,9 @@ struct smsubmit_conf {
 	char			 relay_name[NI_MAXHOST + 16];
 	char			*queue_dir;
 	time_t			 queue_lifetime;	/* seconds */
+	time_t			 retry_min;		/* backoff bounds */
+	time_t			 retry_max;
+	time_t			 relay_timeout;	/* for each reply */
 	size_t			 max_message_size;	/* octets */
 	int			 max_recipients;
 	int			 max_sessions;
@@ -251,7 +256,8 @@ void	 auth_main(struct smsubmit_conf *, int parent, int listener)
 enum rcpt_state {
 	RCPT_PENDING,		/* to be relayed */
 	RCPT_DONE,		/* the relay took it */
-	RCPT_FAILED		/* the relay refused it for good */
+	RCPT_FAILED,		/* refused for good, the sender not told yet */
+	RCPT_BOUNCED		/* refused for good, the sender told */
 };
 
 struct rcpt {
@@ -284,12 +290,30 @@ void	 queue_relay_done(struct qmsg *);
 /* Parse an envelope file's text; 0 if valid. */
 int	 queue_envelope_parse(struct qmsg *, char *);
 
-/* --- relay.c: the SMTP client, in the queue process --- */
+/* Called by the relay when a connection to it works again. */
+void	 queue_relay_back(void);
+/* For the control socket: list the queue, or make all of it due now. */
+void	 queue_show(struct buf *);
+void	 queue_flush(struct buf *);
+
+/* --- bounce.c --- */
+
+/* Write a DSN for the RCPT_FAILED recipients of a message to fd. */
+int	 bounce_write(int fd, struct smsubmit_conf *, struct qmsg *,
+	    const char *id, int msgfd, int expired);
+
+/* --- control.c: smsubmit -q and -Q, and their server in the queue --- */
+
+#define CONTROL_SOCKET	"control"	/* in the queue directory */
+
+void	 control_listen(struct event_base *);
+int	 control_client(struct smsubmit_conf *, const char *command);
 
 void	 relay_init(struct event_base *, struct smsubmit_conf *);
 int	 relay_ready(void);		/* can take a message now */
 time_t	 relay_retry_at(void);		/* when a down relay is tried */
 void	 relay_deliver(struct qmsg *);
+void	 relay_flush(void);		/* forget a down relay's backoff */
 /*
  * Parse one reply line: 1 and the code for the last line of a reply, 0 for
  * a continuation line, -1 for garbage.
