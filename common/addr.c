@@ -34,7 +34,10 @@ local_valid(const char *s, size_t n, int flags)
 			unsigned char c = s[i];
 
 			if (quoted) {
-				if (c < 0x20 || c == 0x7f)
+				/* quoted-pair: printable ASCII or, with
+				   SMTPUTF8, UTF-8 */
+				if (c < 0x20 || c == 0x7f ||
+				    (c >= 0x80 && !(flags & ADDR_UTF8)))
 					return 0;
 				quoted = 0;
 				continue;

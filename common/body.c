@@ -41,16 +41,26 @@ out(struct body *b, struct buf *o, const void *p, size_t n)
 		b->errors |= BODY_ERR_OUTPUT;
 }
 
-/* The header section ends here: add what it lacked. */
+/*
+ * The header section ends here: add what it lacked.  If it ends without
+ * a blank line and something was added, a blank line keeps the body the
+ * body.
+ */
 static void
 headers_end(struct body *b, struct buf *o, int separator)
 {
+	int	 added = 0;
+
 	b->hstate = H_BODY;
-	if (!b->seen_msgid && b->add_msgid != NULL)
+	if (!b->seen_msgid && b->add_msgid != NULL) {
 		out(b, o, b->add_msgid, strlen(b->add_msgid));
-	if (!b->seen_date && b->add_date != NULL)
+		added = 1;
+	}
+	if (!b->seen_date && b->add_date != NULL) {
 		out(b, o, b->add_date, strlen(b->add_date));
-	if (separator)
+		added = 1;
+	}
+	if (separator && added)
 		out(b, o, "\r\n", 2);
 }
 
@@ -84,9 +94,20 @@ emit(struct body *b, struct buf *o, char c)
 			b->hstate = H_VALUE;
 			break;
 		}
-		if (c > 32 && c < 127 && b->hlen < sizeof(b->hname)) {
-			b->hname[b->hlen++] = c;
-			return;
+		if (c > 32 && c < 127) {
+			if (b->hlen < sizeof(b->hname)) {
+				b->hname[b->hlen++] = c;
+				return;
+			}
+			/*
+			 * A name longer than any we look for: write it out
+			 * and take the line as a header field.
+			 */
+			out(b, o, b->hname, b->hlen);
+			b->hname[0] = '\0';
+			b->nheaders++;
+			b->hstate = H_VALUE;
+			break;
 		}
 		/* not a header line: the body starts without a blank line */
 		headers_end(b, o, 1);

@@ -312,6 +312,7 @@ ipc_read_cb(int fd, short ev, void *arg)
 		}
 	}
 	if (n == 0) {
+		event_del(ipc->rev);
 		ipc->dispatch(ipc, NULL, ipc->arg);
 		return;
 	}

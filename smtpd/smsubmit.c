@@ -291,11 +291,8 @@ signal_cb(int sig, short ev, void *arg)
 static void
 parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
-	if (msg == NULL) {
-		/* the child is gone; SIGCHLD tells us how */
-		event_del(ipc->rev);
-		return;
-	}
+	if (msg == NULL)
+		return;		/* the child is gone; SIGCHLD tells us how */
 	fatalx("unexpected message %u from %s", msg->type, ipc->name);
 }
 
