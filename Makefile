@@ -10,6 +10,9 @@ CC	?= cc
 YACC	?= bison -y
 PKG_CONFIG ?= pkg-config
 PKGS	 = libtls libsasl2 libbsd-overlay libevent
+ifeq ($(shell uname -s),Linux)
+PKGS	+= libseccomp
+endif
 
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS))
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS))
@@ -32,7 +35,7 @@ COMMON	 = common/log.o common/buf.o common/b64.o common/addr.o \
 	   common/ipc.o common/body.o
 SMTPD	 = smtpd/smsubmit.o smtpd/parse.o smtpd/listener.o smtpd/session.o \
 	   smtpd/auth.o smtpd/queue.o smtpd/relay.o smtpd/bounce.o \
-	   smtpd/control.o
+	   smtpd/control.o smtpd/sandbox.o
 UNIT	 = $(patsubst %.c,%,$(wildcard regress/unit/t_*.c))
 
 all: smtpd/smsubmit
@@ -40,13 +43,21 @@ all: smtpd/smsubmit
 smtpd/smsubmit: $(SMTPD) $(COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# For the tests only: a listener that can be told to break its sandbox.
+smtpd/smsubmit-regress: $(filter-out smtpd/session.o,$(SMTPD)) \
+	    smtpd/session-regress.o $(COMMON)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+smtpd/session-regress.o: smtpd/session.c
+	$(CC) $(CFLAGS) -DSMSUBMIT_REGRESS -c -o $@ $<
+
 smtpd/parse.c: smtpd/parse.y
 	$(YACC) -o $@ $<
 
 # the generated parser is not ours to keep warning-free
 smtpd/parse.o: CFLAGS += -Wno-shadow -Wno-missing-prototypes
 
-$(SMTPD) $(COMMON): common/*.h smtpd/smsubmit.h
+$(SMTPD) $(COMMON) smtpd/session-regress.o: common/*.h smtpd/smsubmit.h
 
 regress/unit/%: regress/unit/%.c regress/unit/tap.h $(COMMON) smtpd/parse.o
 	$(CC) $(CFLAGS) -Iregress/unit $(LDFLAGS) -o $@ $< $(COMMON) \
@@ -54,7 +65,7 @@ regress/unit/%: regress/unit/%.c regress/unit/tap.h $(COMMON) smtpd/parse.o
 
 unit: $(UNIT)
 
-regress: all unit
+regress: all unit smtpd/smsubmit-regress
 	python3 regress/run.py
 
 # libFuzzer harnesses (clang); FUZZTIME seconds each
@@ -73,6 +84,6 @@ install: all
 	    $(DESTDIR)$(MANDIR)/man5/smsubmit.conf.5
 
 clean:
-	rm -f smtpd/smsubmit smtpd/*.o common/*.o smtpd/parse.c $(UNIT)
+	rm -f smtpd/smsubmit smtpd/smsubmit-regress smtpd/*.o common/*.o smtpd/parse.c $(UNIT)
 
 .PHONY: all unit regress run install clean fuzz

@@ -421,6 +421,7 @@ auth_main(struct smsubmit_conf *conf, int parent, int listener)
 	sterm = evsignal_new(env.base, SIGTERM, signal_cb, NULL);
 	if (sterm == NULL || evsignal_add(sterm, NULL) == -1)
 		fatalx("evsignal");
+	sandbox_enter("auth", parent);
 	event_base_dispatch(env.base);
 	fatalx("event loop ended");
 }

@@ -636,6 +636,7 @@ listener_main(struct smsubmit_conf *conf, int parent, int auth, int queue)
 	if (sterm == NULL || sint == NULL || evsignal_add(sterm, NULL) == -1 ||
 	    evsignal_add(sint, NULL) == -1)
 		fatalx("evsignal");
+	sandbox_enter("smtp", parent);
 	event_base_dispatch(env.base);
 	fatalx("event loop ended");
 }

@@ -942,6 +942,7 @@ queue_main(struct smsubmit_conf *conf, int parent, int listener)
 	relay_init(env.base, conf);
 	control_listen(env.base);
 	schedule();
+	sandbox_enter("queue", parent);
 	event_base_dispatch(env.base);
 	fatalx("event loop ended");
 }

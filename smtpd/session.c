@@ -14,6 +14,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <event.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,9 @@ static void	cmd_quit(struct session *, const char *);
 static void	cmd_help(struct session *, const char *);
 static void	cmd_vrfy(struct session *, const char *);
 static void	cmd_expn(struct session *, const char *);
+#ifdef SMSUBMIT_REGRESS
+static void	cmd_xsandbox(struct session *, const char *);
+#endif
 
 static const struct smtp_cmd commands[] = {
 	{ "HELO",	0,			cmd_helo },
@@ -66,6 +70,9 @@ static const struct smtp_cmd commands[] = {
 	{ "HELP",	0,			cmd_help },
 	{ "VRFY",	0,			cmd_vrfy },
 	{ "EXPN",	0,			cmd_expn },
+#ifdef SMSUBMIT_REGRESS
+	{ "XSANDBOX",	0,			cmd_xsandbox },
+#endif
 };
 
 static const char *http_methods[] = {
@@ -725,6 +732,22 @@ cmd_expn(struct session *s, const char *arg)
 {
 	session_reply(s, "502 5.5.1 EXPN not available");
 }
+
+#ifdef SMSUBMIT_REGRESS
+/*
+ * Only in the binary built for the tests: open a file, which the
+ * listener's sandbox forbids, to prove that it is enforced.
+ */
+static void
+cmd_xsandbox(struct session *s, const char *arg)
+{
+	int	 fd;
+
+	if ((fd = open("/etc/hostname", O_RDONLY | O_CLOEXEC)) != -1)
+		close(fd);
+	session_reply(s, "250 2.0.0 The sandbox let open(2) through");
+}
+#endif
 
 /* --- DATA --- */
 

@@ -291,9 +291,15 @@ signal_cb(int sig, short ev, void *arg)
 static void
 parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
+	uint32_t	 nr;
+
 	if (msg == NULL)
 		return;		/* the child is gone; SIGCHLD tells us how */
-	fatalx("unexpected message %u from %s", msg->type, ipc->name);
+	if (msg->type != IMSG_SANDBOX_VIOLATION ||
+	    ipc_unpack(msg, "u", &nr) == -1)
+		fatalx("unexpected message %u from %s", msg->type, ipc->name);
+	log_warnx("%s process killed by its sandbox: forbidden system call "
+	    "%s", ipc->name, sandbox_syscall_name(nr));
 }
 
 static pid_t

@@ -115,6 +115,8 @@ enum msg_type {
 	/* queue -> listener */
 	IMSG_MSG_FILE,		/* "us" enum queue_result, msgid; fd if ok */
 	IMSG_MSG_RESULT,	/* "us" enum queue_result, msgid */
+	/* any child -> parent, from its SIGSYS handler */
+	IMSG_SANDBOX_VIOLATION,	/* "u" the forbidden system call's number */
 	IMSG_MAX
 };
 
@@ -138,6 +140,12 @@ enum queue_result {
 
 /* Become a child: title, and as root: chroot (if root != NULL) and user. */
 void	 proc_setup(const char *title, const char *user, const char *root);
+
+/* --- sandbox.c --- */
+
+/* Allow only what the named process needs from now on. */
+void	 sandbox_enter(const char *proc, int parentfd);
+const char *sandbox_syscall_name(uint32_t);
 
 /* --- listener.c --- */
 

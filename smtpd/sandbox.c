@@ -1,0 +1,192 @@
+/*
+ * sandbox.c: the system calls each child may make once it is set up.
+ *
+ * On Linux a seccomp filter (libseccomp) with no_new_privs allows a list
+ * of calls per process; anything else raises SIGSYS, whose handler sends
+ * the call's number to the parent over the IPC socket (a frame built by
+ * hand, since only write(2) is safe there) and exits.  The parent names
+ * the call in its log and shuts the daemon down.  On OpenBSD, pledge(2)
+ * says the same with promises.
+ */
+#include <sys/types.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "smsubmit.h"
+
+#ifdef __linux__
+#include <seccomp.h>
+
+static int	 report_fd = -1;
+
+/* Every child: memory, time, randomness, its sockets, libevent. */
+static const char *base_calls[] = {
+	"read", "write", "readv", "writev", "close", "exit", "exit_group",
+	"rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "brk", "mmap",
+	"munmap", "mremap", "mprotect", "madvise", "epoll_wait",
+	"epoll_pwait", "epoll_ctl", "clock_gettime", "gettimeofday", "time",
+	"getpid", "gettid", "getrandom", "recvmsg", "sendmsg", "sendto",
+	"recvfrom", "fstat", "newfstatat", "fcntl", "futex", "lseek", "poll",
+	"ppoll", "restart_syscall", "sched_yield", "getuid", "geteuid",
+	"getgid", "getegid", "ioctl", "tgkill", "clock_nanosleep",
+	"nanosleep", NULL
+};
+
+/* The listener: accept and talk on sockets it has; no files, no exec. */
+static const char *listener_calls[] = {
+	"accept4", "accept", "getsockname", "getpeername", "shutdown", NULL
+};
+
+/* The queue: its directory and connections to the relay host. */
+static const char *queue_calls[] = {
+	"openat", "open", "unlink", "unlinkat", "rename", "renameat",
+	"renameat2", "fsync", "fdatasync", "getdents64", "dup", "dup2",
+	"dup3", "socket", "connect", "getsockopt", "setsockopt", "accept4",
+	"getsockname", "shutdown", "statx", "stat", "lstat", "ftruncate",
+	NULL
+};
+
+/*
+ * Auth: Cyrus SASL reads its password store (files, or a socket to
+ * saslauthd or a database) on each exchange.
+ */
+static const char *auth_calls[] = {
+	"openat", "open", "stat", "lstat", "statx", "access", "faccessat",
+	"faccessat2", "readlink", "readlinkat", "getdents64", "flock",
+	"pread64", "pwrite64", "uname", "socket", "connect", "getsockname",
+	"getpeername", "setsockopt", "getsockopt", "dup", "dup2", "dup3",
+	"sysinfo", "getcwd", "fsync", "fdatasync", NULL
+};
+
+/*
+ * The sanitizers' runtime needs more, to report and to look for leaks;
+ * only builds made for the tests have it.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+static const char *sanitizer_calls[] = {
+	"sigaltstack", "prctl", "clone", "clone3", "ptrace", "wait4",
+	"sched_getaffinity", "openat", "open", "readlink", "getdents64",
+	"mincore", "kill", "getppid", "pipe2", "execve", "set_robust_list",
+	"rseq", "arch_prctl", NULL
+};
+#endif
+
+static void
+sigsys_handler(int sig, siginfo_t *info, void *ctx)
+{
+	struct ipc_hdr	 hdr;
+	uint8_t		 frame[sizeof(hdr) + sizeof(uint32_t)];
+	uint32_t	 nr = info->si_syscall;
+
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.type = IMSG_SANDBOX_VIOLATION;
+	hdr.len = sizeof(nr);
+	memcpy(frame, &hdr, sizeof(hdr));
+	memcpy(frame + sizeof(hdr), &nr, sizeof(nr));
+	/* nothing more can be done if the parent does not hear it */
+	if (report_fd == -1 || write(report_fd, frame, sizeof(frame)) !=
+	    (ssize_t)sizeof(frame))
+		_exit(4);
+	_exit(3);
+}
+
+static void
+allow(scmp_filter_ctx ctx, const char **calls)
+{
+	int	 nr;
+
+	for (; *calls != NULL; calls++) {
+		/* names unknown on this architecture are simply absent */
+		if ((nr = seccomp_syscall_resolve_name(*calls)) == __NR_SCMP_ERROR)
+			continue;
+		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0) < 0)
+			fatalx("seccomp_rule_add %s", *calls);
+	}
+}
+
+void
+sandbox_enter(const char *proc, int parentfd)
+{
+	struct sigaction	 sa;
+	scmp_filter_ctx		 ctx;
+
+	report_fd = parentfd;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = sigsys_handler;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSYS, &sa, NULL) == -1)
+		fatal("sigaction SIGSYS");
+
+	if ((ctx = seccomp_init(SCMP_ACT_TRAP)) == NULL)
+		fatalx("seccomp_init");
+	if (seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1) < 0)
+		fatalx("seccomp no_new_privs");
+	allow(ctx, base_calls);
+	if (strcmp(proc, "smtp") == 0)
+		allow(ctx, listener_calls);
+	else if (strcmp(proc, "queue") == 0)
+		allow(ctx, queue_calls);
+	else if (strcmp(proc, "auth") == 0)
+		allow(ctx, auth_calls);
+	else
+		fatalx("%s: no sandbox for %s", __func__, proc);
+#if defined(__SANITIZE_ADDRESS__)
+	allow(ctx, sanitizer_calls);
+#endif
+	if (seccomp_load(ctx) < 0)
+		fatalx("seccomp_load");
+	seccomp_release(ctx);
+	log_debug("sandbox: seccomp filter for %s loaded", proc);
+}
+
+const char *
+sandbox_syscall_name(uint32_t nr)
+{
+	static char	 name[64];
+	char		*s;
+
+	if ((s = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE,
+	    nr)) == NULL) {
+		snprintf(name, sizeof(name), "#%u", nr);
+		return name;
+	}
+	strlcpy(name, s, sizeof(name));
+	free(s);
+	return name;
+}
+
+#elif defined(__OpenBSD__)
+
+void
+sandbox_enter(const char *proc, int parentfd)
+{
+	const char	*promises;
+
+	if (strcmp(proc, "smtp") == 0)
+		promises = "stdio inet recvfd";
+	else if (strcmp(proc, "queue") == 0)
+		promises = "stdio rpath wpath cpath fattr inet unix recvfd "
+		    "sendfd";
+	else
+		promises = "stdio rpath flock unix inet dns";
+	if (pledge(promises, NULL) == -1)
+		fatal("pledge");
+}
+
+const char *
+sandbox_syscall_name(uint32_t nr)
+{
+	return "unknown";
+}
+
+#else
+#error "smsubmit needs a system call sandbox for this system"
+#endif
