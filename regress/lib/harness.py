@@ -1,0 +1,729 @@
+"""
+harness.py: what the integration tests use to run the real daemon.
+
+    with Smsubmit() as d:                    # config, cert, sasldb, upstream
+        c = d.client("tls")                  # greeted, TLS verified
+        c.ehlo(); c.auth_plain("alice", "alice-pw")
+        qid = c.send_message("alice@example.org", ["bob@example.org"], msg)
+        m = d.wait_message(qid)              # as the relay host stored it
+
+Smsubmit(conf={...}) overrides configuration statements, e.g.
+{"timeout command": "2s", "limit sessions": "2"}; extra=[...] appends lines.
+Tests raise Skip("reason") for what cannot run here (e.g. not root).
+"""
+
+import base64
+import os
+import pwd
+import random
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+from upstream import Upstream, read_store
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+SMSUBMIT = os.path.join(REPO, "smtpd", "smsubmit")
+HOSTNAME = "mx.test"
+USERS = {"alice": "alice-pw", "bob": "bob-pw"}
+DAEMON_USER = "_smsubmit"
+QUEUE_USER = "_smsubmitq"
+MESSAGE_SIZE = 2 * 1024 * 1024
+TITLES = ("[smtp]", "[auth]", "[queue]")
+
+# every daemon not yet stopped, and those made during the current test
+live = []
+created = []
+# every client opened during the current test, closed by the runner after it
+clients = []
+
+
+class Skip(Exception):
+    pass
+
+
+def timeout(seconds):
+    """Decorator: this test may take up to seconds."""
+    def set_timeout(f):
+        f.timeout = seconds
+        return f
+    return set_timeout
+
+
+def need_root():
+    if os.geteuid() != 0:
+        raise Skip("not root")
+
+
+def have_ipv6():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def free_port(ipv6=False):
+    """A random high port that binds on 127.0.0.1 (and ::1)."""
+    for _ in range(200):
+        port = random.randint(20000, 60000)
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port))
+            if ipv6:
+                with socket.socket(socket.AF_INET6) as s:
+                    s.bind(("::1", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+def run(argv, input=None, timeout=30, check=True):
+    p = subprocess.run(argv, input=input, capture_output=True,
+                       timeout=timeout)
+    if check and p.returncode != 0:
+        raise RuntimeError("%s: exit %d: %s" % (
+            argv[0], p.returncode, p.stderr.decode(errors="replace")))
+    return p
+
+
+def ensure_users():
+    """As root: the daemon's two system users and /var/empty."""
+    if not os.path.isdir("/var/empty"):
+        os.makedirs("/var/empty", 0o755)
+    os.chown("/var/empty", 0, 0)
+    os.chmod("/var/empty", 0o755)
+    for user in (DAEMON_USER, QUEUE_USER):
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            run(["useradd", "-r", "-M", "-d", "/var/empty",
+                 "-s", "/usr/sbin/nologin", user])
+
+
+_cache = None
+
+
+def _credentials():
+    """Certificate, key and sasldb, made once per run and copied."""
+    global _cache
+    if _cache and os.path.isdir(_cache):
+        return _cache
+    _cache = tempfile.mkdtemp(prefix="smsubmit-creds-")
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+         "-keyout", os.path.join(_cache, "key.pem"),
+         "-out", os.path.join(_cache, "cert.pem"), "-days", "3650",
+         "-subj", "/CN=" + HOSTNAME, "-addext",
+         "subjectAltName=DNS:%s,IP:127.0.0.1,IP:0:0:0:0:0:0:0:1" % HOSTNAME])
+    for user, pw in USERS.items():
+        run(["saslpasswd2", "-f", os.path.join(_cache, "sasldb"),
+             "-u", HOSTNAME, "-c", "-p", user], input=pw.encode())
+    return _cache
+
+
+def cleanup_credentials():
+    global _cache
+    if _cache:
+        shutil.rmtree(_cache, ignore_errors=True)
+        _cache = None
+
+
+def proc_title(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+
+
+def proc_status(pid):
+    """/proc/PID/status as a dict of field -> value string."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ")[-1][0] != "Z"
+    except OSError:
+        return False
+
+
+class Smsubmit:
+    """A daemon with its own directory, config, credentials and upstream."""
+
+    def __init__(self, conf=None, extra=(), mechanisms="PLAIN LOGIN",
+                 ipv6=False, name="smsubmit", start=True):
+        self.name = name
+        self.ipv6 = ipv6
+        self.dir = tempfile.mkdtemp(prefix="smsubmit-regress-")
+        os.chmod(self.dir, 0o755)
+        self.root = os.geteuid() == 0
+        self.proc = None
+        self.pids = {}  # children seen, for cleanup after a crash
+        self.final_log = None
+        self.logf = None
+        self.tls_port = free_port(ipv6)
+        self.starttls_port = free_port(ipv6)
+        self.relay_port = free_port()
+        self.cert = os.path.join(self.dir, "cert.pem")
+        self.key = os.path.join(self.dir, "key.pem")
+        self.queue = os.path.join(self.dir, "queue")
+        self.log_path = os.path.join(self.dir, "smsubmit.log")
+        self.conf_path = os.path.join(self.dir, "smsubmit.conf")
+        self._setup_files(mechanisms, conf or {}, extra)
+        self.upstream = Upstream("127.0.0.1", self.relay_port,
+                                 os.path.join(self.dir, "mail"))
+        live.append(self)
+        created.append(self)
+        if start:
+            try:
+                self.start()
+            except BaseException:
+                self.stop()
+                raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # --- files ---
+
+    def _setup_files(self, mechanisms, overrides, extra):
+        creds = _credentials()
+        for f in ("cert.pem", "key.pem", "sasldb"):
+            shutil.copy(os.path.join(creds, f), os.path.join(self.dir, f))
+        os.chmod(self.key, 0o600)
+        sasl = os.path.join(self.dir, "sasl")
+        os.mkdir(sasl, 0o755)
+        with open(os.path.join(sasl, "smsubmit.conf"), "w") as f:
+            f.write("pwcheck_method: auxprop\n"
+                    "auxprop_plugin: sasldb\n"
+                    "sasldb_path: %s/sasldb\n"
+                    "mech_list: PLAIN LOGIN SCRAM-SHA-256 SCRAM-SHA-1 "
+                    "CRAM-MD5\n" % self.dir)
+        if self.root:
+            ensure_users()
+            pw = pwd.getpwnam(DAEMON_USER)
+            for p in (sasl, os.path.join(sasl, "smsubmit.conf"),
+                      os.path.join(self.dir, "sasldb")):
+                os.chown(p, pw.pw_uid, pw.pw_gid)
+            user = DAEMON_USER
+            quser = QUEUE_USER
+        else:
+            user = quser = pwd.getpwuid(os.getuid()).pw_name
+        addrs = ["127.0.0.1"] + (["::1"] if self.ipv6 else [])
+        lines = []
+        for a in addrs:
+            lines.append("listen on %s port %d tls" % (a, self.tls_port))
+            lines.append("listen on %s port %d starttls" % (
+                a, self.starttls_port))
+        settings = {
+            "hostname": '"%s"' % HOSTNAME,
+            "tls certificate": '"%s" key "%s"' % (self.cert, self.key),
+            "auth sasl-config": '"%s"' % sasl,
+            "auth mechanisms": mechanisms,
+            "auth max-failures": "3",
+            "relay to": "127.0.0.1 port %d" % self.relay_port,
+            "queue": '"%s"' % self.queue,
+            "queue lifetime": "1d",
+            "limit message-size": "2M",
+            "limit recipients": "5",
+            "limit sessions": "100",
+            "limit sessions-per-address": "100",
+            "timeout command": "60s",
+            "timeout data": "60s",
+            "user": '"%s"' % user,
+            "queue user": '"%s"' % quser,
+        }
+        settings.update(overrides)
+        lines.insert(0, "hostname %s" % settings.pop("hostname"))
+        for k, v in settings.items():
+            if v is not None:
+                lines.append("%s %s" % (k, v))
+        lines.extend(extra)
+        self.conf_text = "\n".join(lines) + "\n"
+        with open(self.conf_path, "w") as f:
+            f.write(self.conf_text)
+
+    # --- running ---
+
+    def start(self):
+        self.upstream.start()
+        self.start_daemon()
+
+    def start_daemon(self, timeout=10):
+        if not os.access(SMSUBMIT, os.X_OK):
+            raise RuntimeError("%s is not built" % SMSUBMIT)
+        self.logf = open(self.log_path, "ab")
+        self.logf.write(b"--- harness: starting smsubmit\n")
+        self.logf.flush()
+        self.proc = subprocess.Popen(
+            [SMSUBMIT, "-d", "-v", "-f", self.conf_path],
+            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf,
+            cwd=self.dir)
+        deadline = time.monotonic() + timeout
+        addrs = ["127.0.0.1"] + (["::1"] if self.ipv6 else [])
+        pending = [(a, p) for a in addrs
+                   for p in (self.tls_port, self.starttls_port)]
+        while pending:
+            if self.proc.poll() is not None:
+                raise RuntimeError("smsubmit exited with status %d at "
+                                   "startup" % self.proc.returncode)
+            if time.monotonic() > deadline:
+                raise RuntimeError("smsubmit not listening on %s after %ds"
+                                   % (pending, timeout))
+            a, p = pending[0]
+            try:
+                socket.create_connection((a, p), timeout=1).close()
+                pending.pop(0)
+            except OSError:
+                time.sleep(0.05)
+        self._note_children(2)
+
+    def _note_children(self, wait):
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            kids = self.children()
+            self.pids.update({pid: t for t, pid in kids.items()})
+            if len(kids) == len(TITLES):
+                return
+            time.sleep(0.05)
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.proc.pid, sig)
+
+    def stop_daemon(self, timeout=15):
+        """SIGTERM the daemon we started, SIGKILL if it lingers; return
+        its exit status (None if it was not running)."""
+        if self.proc is None:
+            return None
+        self._note_children(0)
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.kill_leftovers()
+        status = self.proc.returncode
+        self.proc = None
+        if self.logf:
+            self.logf.close()
+            self.logf = None
+        return status
+
+    def kill_leftovers(self, wait=3):
+        """Children that outlived their parent (checked by title, so a
+        reused PID is left alone) get SIGKILL after a short wait."""
+        deadline = time.monotonic() + wait
+        while True:
+            left = [pid for pid, t in self.pids.items()
+                    if pid_alive(pid) and t in (proc_title(pid) or "")]
+            if not left:
+                break
+            if time.monotonic() > deadline:
+                for pid in left:
+                    os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + wait
+                self.leftovers = left
+            time.sleep(0.05)
+        self.pids = {}
+
+    def kill9(self):
+        """kill -9 the parent and every child, as a power cut would."""
+        kids = self.children()
+        self.pids.update({pid: t for t, pid in kids.items()})
+        for pid in [self.proc.pid] + list(kids.values()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(5)
+        self.kill_leftovers(0)
+        self.proc = None
+        if self.logf:
+            self.logf.close()
+            self.logf = None
+
+    def restart(self):
+        self.stop_daemon()
+        self.start_daemon()
+
+    def stop(self, keep=False):
+        try:
+            self.stop_daemon()
+        finally:
+            self.upstream.stop()
+            if os.path.isdir(self.dir):
+                self.final_log = self.log_tail()
+            if self in live:
+                live.remove(self)
+            if not keep and not os.environ.get("REGRESS_KEEP"):
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    # --- looking at it ---
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, n=25):
+        return self.log().splitlines()[-n:]
+
+    def wait_log(self, pattern, timeout=5):
+        """Poll the log for a regex; return the match or fail."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(pattern, self.log(), re.M)
+            if m:
+                return m
+            if time.monotonic() > deadline:
+                raise AssertionError("log has no line matching %r after %gs"
+                                     % (pattern, timeout))
+            time.sleep(0.1)
+
+    def children(self):
+        """{title: pid} of the daemon's children, e.g. {"[smtp]": 1234}."""
+        out = {}
+        if not self.alive():
+            return out
+        try:
+            with open("/proc/%d/task/%d/children" % (self.pid, self.pid)) as f:
+                pids = [int(x) for x in f.read().split()]
+        except OSError:
+            return out
+        for pid in pids:
+            title = proc_title(pid) or ""
+            for t in TITLES:
+                if t in title:
+                    out[t] = pid
+        return out
+
+    def messages(self):
+        return read_store(self.upstream.store)
+
+    def wait_messages(self, n, timeout=10):
+        return self.upstream.wait(n, timeout=timeout)
+
+    def wait_message(self, token, timeout=10):
+        """The one upstream message containing token (bytes or str, e.g.
+        a queue ID or a unique subject)."""
+        if isinstance(token, str):
+            token = token.encode()
+        return self.upstream.wait(1, lambda m: token in m.eml, timeout)[0]
+
+    def find_messages(self, token):
+        if isinstance(token, str):
+            token = token.encode()
+        return [m for m in self.messages() if token in m.eml]
+
+    def queue_files(self):
+        """Every regular file under the queue directory."""
+        out = []
+        for top, _, files in os.walk(self.queue):
+            out.extend(os.path.join(top, f) for f in files)
+        return out
+
+    # --- clients ---
+
+    def port(self, kind):
+        return self.tls_port if kind == "tls" else self.starttls_port
+
+    def client(self, kind="tls", host="127.0.0.1", **kw):
+        """A connected client: kind "tls" (port 465 style, greeted after
+        the handshake) or "starttls" (greeted in plaintext)."""
+        return Client(host, self.port(kind), tls=(kind == "tls"),
+                      cafile=self.cert, **kw)
+
+    def session(self, kind="tls", user="alice", password=None):
+        """Encrypted, EHLO'd and authenticated."""
+        c = self.client(kind)
+        if kind == "starttls":
+            c.ehlo()
+            c.starttls()
+        c.ehlo()
+        r = c.auth_plain(user, password or USERS[user])
+        expect(r, 235, "2.7.0")
+        return c
+
+    def submit(self, msg, sender="alice@example.org",
+               rcpts=("bob@example.org",), kind="tls"):
+        """One authenticated submission; returns the queue ID."""
+        c = self.session(kind)
+        try:
+            return c.send_message(sender, rcpts, msg)
+        finally:
+            c.quit()
+
+
+class Closed(AssertionError):
+    pass
+
+
+class Reply:
+    def __init__(self, lines):
+        self.raw = lines
+        self.code = int(lines[-1][:3])
+        self.lines = [l[4:] for l in lines]
+        self.text = "\n".join(self.lines)
+        m = re.match(r"([245]\.\d{1,3}\.\d{1,3})(\s|$)", self.lines[0])
+        self.enh = m.group(1) if m else None
+
+    def __str__(self):
+        return " / ".join(self.raw)
+
+    __repr__ = __str__
+
+
+def expect(reply, code, enh=None, what=""):
+    """Assert a reply's code and enhanced status code."""
+    ok = reply.code == code and (enh is None or reply.enh == enh)
+    if not ok:
+        want = "%d %s" % (code, enh or "")
+        raise AssertionError("%sexpected %s, got %r" % (
+            what + ": " if what else "", want.strip(), str(reply)))
+    return reply
+
+
+def b64(s):
+    if isinstance(s, str):
+        s = s.encode()
+    return base64.b64encode(s).decode()
+
+
+def stuff(msg):
+    """A message (CRLF lines) as sent after DATA, with the final dot."""
+    if isinstance(msg, str):
+        msg = msg.encode()
+    if msg and not msg.endswith(b"\r\n"):
+        msg += b"\r\n"
+    lines = msg.split(b"\r\n")
+    out = b"\r\n".join(b"." + l if l.startswith(b".") else l for l in lines)
+    return out + b".\r\n"
+
+
+def strip_received(eml):
+    """The message without the Received: header the daemon put on top;
+    (received header, rest)."""
+    if not eml.startswith(b"Received:"):
+        raise AssertionError("message does not start with Received: %r"
+                             % eml[:80])
+    end = eml.index(b"\r\n") + 2
+    while eml[end:end + 1] in (b" ", b"\t"):
+        end = eml.index(b"\r\n", end) + 2
+    return eml[:end], eml[end:]
+
+
+def header_section(eml):
+    """The header lines (unfolded) of a message, as a list of str."""
+    head = eml.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    return re.split(r"\r\n(?![ \t])", head)
+
+
+class Client:
+    """A raw SMTP client: exact bytes out, whole replies in."""
+
+    def __init__(self, host, port, tls=False, cafile=None, timeout=10,
+                 greet=True):
+        self.timeout = timeout
+        self.cafile = cafile
+        self.host = host
+        self.buf = b""
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        clients.append(self)
+        self.tls = False
+        if tls:
+            self._wrap()
+        self.greeting = self.reply() if greet else None
+
+    def _context(self):
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
+                                         cafile=self.cafile)
+        return ctx
+
+    def _wrap(self):
+        self.sock = self._context().wrap_socket(self.sock,
+                                                server_hostname=HOSTNAME)
+        self.tls = True
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def line(self, s):
+        self.send((s.encode() if isinstance(s, str) else s) + b"\r\n")
+
+    def _fill(self, timeout):
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except ssl.SSLError as e:
+            raise Closed("TLS error: %s" % e)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            raise Closed("connection closed (unparsed: %r)" % self.buf)
+        self.buf += data
+
+    def reply(self, timeout=None):
+        """One whole (possibly multi-line) reply."""
+        timeout = timeout or self.timeout
+        lines = []
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\r\n" not in self.buf:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("no reply within %gs (got %r)" % (
+                        timeout, lines + [self.buf]))
+                try:
+                    self._fill(left)
+                except socket.timeout:
+                    raise AssertionError("no reply within %gs (got %r)" % (
+                        timeout, lines + [self.buf]))
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            line = line.decode("utf-8", "replace")
+            if not re.match(r"\d{3}[ -]", line + " "):
+                raise AssertionError("malformed reply line %r" % line)
+            lines.append(line)
+            if len(line) == 3 or line[3] == " ":
+                return Reply(lines)
+
+    def cmd(self, s, timeout=None):
+        self.line(s)
+        return self.reply(timeout)
+
+    def pending(self, wait=0.5):
+        """Whatever the server sends unasked within wait seconds."""
+        deadline = time.monotonic() + wait
+        try:
+            while time.monotonic() < deadline:
+                self._fill(max(0.01, deadline - time.monotonic()))
+        except (socket.timeout, Closed):
+            pass
+        data, self.buf = self.buf, b""
+        return data
+
+    def closed(self, wait=3):
+        """True once the server closes within wait seconds; bytes it sent
+        meanwhile are kept in self.buf."""
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                self._fill(max(0.01, deadline - time.monotonic()))
+            except Closed:
+                return True
+            except socket.timeout:
+                return False
+            except OSError:
+                return True
+        return False
+
+    def ehlo(self, name="client.test"):
+        r = expect(self.cmd("EHLO " + name), 250, what="EHLO")
+        self.caps = [l.upper() for l in r.lines[1:]]
+        return r
+
+    def starttls(self):
+        expect(self.cmd("STARTTLS"), 220, what="STARTTLS")
+        if self.buf:
+            raise AssertionError("data after 220 to STARTTLS, before TLS: %r"
+                                 % self.buf)
+        self._wrap()
+
+    def auth_plain(self, user, password, authzid=""):
+        return self.cmd("AUTH PLAIN " + b64("%s\0%s\0%s" % (
+            authzid, user, password)))
+
+    def auth_login(self, user, password):
+        r = self.cmd("AUTH LOGIN")
+        if r.code != 334:
+            return r
+        r = self.cmd(b64(user))
+        if r.code != 334:
+            return r
+        return self.cmd(b64(password))
+
+    def version(self):
+        return self.sock.version() if self.tls else None
+
+    def cipher(self):
+        return self.sock.cipher()[0] if self.tls else None
+
+    def send_message(self, sender, rcpts, msg, params=""):
+        """MAIL, RCPTs, DATA, the stuffed message; returns the queue ID."""
+        expect(self.cmd("MAIL FROM:<%s>%s" % (sender, params)), 250, "2.1.0",
+               "MAIL")
+        for r in rcpts:
+            expect(self.cmd("RCPT TO:<%s>" % r), 250, "2.1.5", "RCPT")
+        expect(self.cmd("DATA"), 354, what="DATA")
+        self.send(stuff(msg))
+        r = expect(self.reply(), 250, "2.0.0", "end of DATA")
+        return queue_id(r)
+
+    def quit(self):
+        try:
+            self.line("QUIT")
+            self.reply(2)
+        except (AssertionError, OSError):
+            pass
+        self.close()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def queue_id(reply):
+    m = re.search(r"queued as ([0-9A-Fa-f]{16})\b", reply.text)
+    if not m:
+        raise AssertionError("no 16-hex-digit queue ID in %r" % str(reply))
+    return m.group(1)
+
+
+def unique(tag="t"):
+    return "%s-%d-%06d" % (tag, os.getpid(), random.randrange(10 ** 6))
+
+
+def message(subject, body="Hello.\r\n", headers=None, msgid=True, date=True):
+    """A well-formed message; Message-ID and Date unless asked not to."""
+    h = ["From: Alice <alice@example.org>", "To: Bob <bob@example.org>",
+         "Subject: %s" % subject]
+    if date:
+        h.append("Date: Mon, 1 Jan 2024 10:00:00 +0000")
+    if msgid:
+        h.append("Message-ID: <%s@example.org>" % subject)
+    h.extend(headers or [])
+    body = body.encode() if isinstance(body, str) else body
+    return ("\r\n".join(h) + "\r\n\r\n").encode() + body

@@ -1,0 +1,236 @@
+"""SMTP AUTH (RFC 4954) through Cyrus SASL, on both listeners."""
+
+import base64
+import hashlib
+import hmac
+import os
+
+from harness import USERS, Smsubmit, b64, expect
+
+KINDS = ("tls", "starttls")
+
+
+def ready(d, kind="tls"):
+    """Encrypted and EHLO'd, not yet authenticated."""
+    c = d.client(kind)
+    if kind == "starttls":
+        c.ehlo()
+        c.starttls()
+    c.ehlo()
+    return c
+
+
+def t_auth_plain_initial_response(d):
+    for kind in KINDS:
+        c = ready(d, kind)
+        expect(c.auth_plain("alice", USERS["alice"]), 235, "2.7.0", kind)
+        expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0", kind)
+        c.quit()
+
+
+def t_auth_plain_challenge(d):
+    for kind in KINDS:
+        c = ready(d, kind)
+        r = expect(c.cmd("AUTH PLAIN"), 334, what=kind)
+        assert r.lines[0].strip() == "", "PLAIN challenge not empty: %s" % r
+        expect(c.cmd(b64("\0bob\0" + USERS["bob"])), 235, "2.7.0", kind)
+        c.quit()
+
+
+def t_auth_login(d):
+    for kind in KINDS:
+        c = ready(d, kind)
+        r = expect(c.cmd("AUTH LOGIN"), 334, what=kind)
+        r = expect(c.cmd(b64("alice")), 334, what=kind)
+        expect(c.cmd(b64(USERS["alice"])), 235, "2.7.0", kind)
+        c.quit()
+
+
+def t_auth_login_initial_response(d):
+    c = ready(d)
+    expect(c.cmd("AUTH LOGIN " + b64("bob")), 334)
+    expect(c.cmd(b64(USERS["bob"])), 235, "2.7.0")
+
+
+def t_auth_mechanisms_advertised(d):
+    c = ready(d)
+    auth = [x for x in c.caps if x.startswith("AUTH ")]
+    assert auth == ["AUTH PLAIN LOGIN"], c.caps
+
+
+def t_auth_plain_bad_password(d):
+    for kind in KINDS:
+        c = ready(d, kind)
+        expect(c.auth_plain("alice", "wrong"), 535, "5.7.8", kind)
+        # still unauthenticated, and a right password now works
+        expect(c.cmd("MAIL FROM:<alice@example.org>"), 530, "5.7.0", kind)
+        expect(c.auth_plain("alice", USERS["alice"]), 235, "2.7.0", kind)
+        c.quit()
+
+
+def t_auth_plain_unknown_user(d):
+    c = ready(d)
+    expect(c.auth_plain("mallory", "alice-pw"), 535, "5.7.8")
+
+
+def t_auth_plain_other_users_password(d):
+    c = ready(d)
+    expect(c.auth_plain("alice", USERS["bob"]), 535, "5.7.8")
+
+
+def t_auth_login_bad_password(d):
+    for kind in KINDS:
+        c = ready(d, kind)
+        expect(c.auth_login("bob", "alice-pw"), 535, "5.7.8", kind)
+        c.quit()
+
+
+def t_auth_plain_authzid_mismatch(d):
+    """alice may not act as bob, even with her own right password."""
+    c = ready(d)
+    expect(c.auth_plain("alice", USERS["alice"], authzid="bob"), 535)
+    expect(c.cmd("MAIL FROM:<alice@example.org>"), 530, "5.7.0")
+
+
+def t_auth_plain_authzid_same(d):
+    c = ready(d)
+    expect(c.auth_plain("alice", USERS["alice"], authzid="alice"), 235,
+           "2.7.0")
+
+
+def t_auth_unknown_mechanism(d):
+    for kind in KINDS:
+        c = ready(d, kind)
+        expect(c.cmd("AUTH FOOBAR"), 504, "5.5.4", kind)
+        expect(c.cmd("AUTH FOOBAR " + b64("x")), 504, "5.5.4", kind)
+        c.quit()
+
+
+def t_auth_mechanism_not_configured(d):
+    """CRAM-MD5 is in Cyrus' mech_list but not in `auth mechanisms`."""
+    c = ready(d)
+    expect(c.cmd("AUTH CRAM-MD5"), 504, "5.5.4")
+    expect(c.cmd("AUTH SCRAM-SHA-256 " + b64("n,,n=alice,r=abcdefgh")),
+           504, "5.5.4")
+
+
+def t_auth_cancel(d):
+    """'*' cancels, in the first or a later step; the session goes on.
+    One cancel per session, so no failure limit gets in the way."""
+    for kind in KINDS:
+        for steps in (["AUTH PLAIN"], ["AUTH LOGIN"],
+                      ["AUTH LOGIN", b64("alice")]):
+            c = ready(d, kind)
+            for s in steps:
+                expect(c.cmd(s), 334, what="%s %s" % (kind, steps))
+            expect(c.cmd("*"), 501, "5.0.0", "%s %s" % (kind, steps))
+            expect(c.auth_plain("alice", USERS["alice"]), 235, "2.7.0",
+                   "%s, after cancelling %s" % (kind, steps))
+            c.quit()
+
+
+def t_auth_bad_base64(d):
+    """Not base64, in the initial response or in a later step."""
+    for kind in KINDS:
+        for steps, bad in (([], "AUTH PLAIN !!!not*base64!!!"),
+                           (["AUTH PLAIN"], "@@@@"),
+                           (["AUTH LOGIN"], "YWxp$2U=")):
+            c = ready(d, kind)
+            for s in steps:
+                expect(c.cmd(s), 334, what=kind)
+            expect(c.cmd(bad), 501, "5.5.2", "%s %s %r" % (kind, steps, bad))
+            expect(c.cmd("NOOP"), 250, "2.0.0", kind)
+            c.quit()
+
+
+def t_auth_twice(d):
+    for kind in KINDS:
+        c = ready(d, kind)
+        expect(c.auth_plain("alice", USERS["alice"]), 235, "2.7.0", kind)
+        expect(c.auth_plain("bob", USERS["bob"]), 503, "5.5.1", kind)
+        expect(c.cmd("AUTH LOGIN"), 503, "5.5.1", kind)
+        c.quit()
+
+
+def t_auth_inside_transaction(d):
+    c = ready(d)
+    expect(c.auth_plain("alice", USERS["alice"]), 235, "2.7.0")
+    expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0")
+    expect(c.auth_plain("alice", USERS["alice"]), 503, "5.5.1")
+
+
+def t_auth_max_failures(d):
+    """`auth max-failures 3`: the third failure ends the session with
+    421 4.7.0 (sent instead of, or right after, its 535)."""
+    for kind in KINDS:
+        c = ready(d, kind)
+        for i in (1, 2):
+            expect(c.auth_plain("alice", "wrong%d" % i), 535, "5.7.8",
+                   "%s: failure %d" % (kind, i))
+        r = c.auth_plain("alice", "wrong3")
+        if r.code == 535:
+            # the 421 may follow unasked, or answer the next command
+            try:
+                r = c.cmd("NOOP")
+            except (AssertionError, OSError) as e:
+                raise AssertionError("%s: closed without 421 after the "
+                                     "third failure: %s" % (kind, e))
+        expect(r, 421, "4.7.0", "%s: after 3 failures" % kind)
+        assert c.closed(3), "%s: session open after 421" % kind
+
+
+def t_auth_max_failures_counts_per_session(d):
+    """Failures in one session do not count against the next one."""
+    for _ in range(2):
+        c = ready(d)
+        for i in (1, 2):
+            expect(c.auth_plain("bob", "nope"), 535, "5.7.8")
+        c.quit()
+    c = ready(d)
+    expect(c.auth_plain("bob", "nope"), 535, "5.7.8")
+    expect(c.auth_plain("bob", USERS["bob"]), 235, "2.7.0")
+
+
+# --- SCRAM (RFC 5802, RFC 7677), driven by hand ---
+
+def scram(c, user, password, mech="SCRAM-SHA-256", hashname="sha256"):
+    """Run a SCRAM exchange; returns the final reply and checks the
+    server's signature when the server sends one."""
+    nonce = b64(os.urandom(18))
+    first_bare = "n=%s,r=%s" % (user, nonce)
+    r = c.cmd("AUTH %s %s" % (mech, b64("n,," + first_bare)))
+    if r.code != 334:
+        return r
+    server_first = base64.b64decode(r.lines[0]).decode()
+    attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
+    assert attrs["r"].startswith(nonce) and len(attrs["r"]) > len(nonce), \
+        server_first
+    salted = hashlib.pbkdf2_hmac(hashname, password.encode(),
+                                 base64.b64decode(attrs["s"]),
+                                 int(attrs["i"]))
+    client_key = hmac.new(salted, b"Client Key", hashname).digest()
+    stored_key = hashlib.new(hashname, client_key).digest()
+    final_bare = "c=%s,r=%s" % (b64("n,,"), attrs["r"])
+    authmsg = ",".join((first_bare, server_first, final_bare)).encode()
+    sig = hmac.new(stored_key, authmsg, hashname).digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, sig))
+    r = c.cmd(b64(final_bare + ",p=" + b64(proof)))
+    if r.code != 334:
+        return r
+    server_final = base64.b64decode(r.lines[0]).decode()
+    server_key = hmac.new(salted, b"Server Key", hashname).digest()
+    want = b64(hmac.new(server_key, authmsg, hashname).digest())
+    assert server_final == "v=" + want, "bad server signature %r" % \
+        server_final
+    return c.cmd("")
+
+
+def t_auth_scram_sha256():
+    with Smsubmit(mechanisms="PLAIN LOGIN SCRAM-SHA-256") as d:
+        c = ready(d)
+        assert "AUTH PLAIN LOGIN SCRAM-SHA-256" in c.caps, c.caps
+        expect(scram(c, "alice", USERS["alice"]), 235, "2.7.0")
+        expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0")
+        c.quit()
+        c = ready(d, "starttls")
+        expect(scram(c, "bob", "not-bobs"), 535, "5.7.8")

@@ -1,0 +1,249 @@
+"""Timeouts, session limits, signals: each test runs its own daemon."""
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+from harness import HOSTNAME, Closed, Smsubmit, expect, message, timeout, \
+    unique
+
+KINDS = ("tls", "starttls")
+
+
+def wait_421(c, enh, within):
+    t0 = time.monotonic()
+    r = c.reply(timeout=within)
+    expect(r, 421, enh)
+    return time.monotonic() - t0
+
+
+@timeout(60)
+def t_command_timeout():
+    with Smsubmit(conf={"timeout command": "2s"}) as d:
+        for kind in KINDS:
+            c = d.client(kind)
+            took = wait_421(c, "4.4.2", 10)
+            assert 1 <= took <= 8, "%s: 421 after %.1fs" % (kind, took)
+            assert c.closed(3), "%s: open after the timeout" % kind
+
+
+@timeout(60)
+def t_command_timeout_restarts_on_each_command():
+    with Smsubmit(conf={"timeout command": "2s"}) as d:
+        c = d.client("tls")
+        for _ in range(5):
+            time.sleep(1)
+            expect(c.cmd("NOOP"), 250, "2.0.0")
+        # 5s in all, more than the timeout, and still here
+        assert d.alive()
+        took = wait_421(c, "4.4.2", 10)
+        assert took >= 1, took
+
+
+@timeout(60)
+def t_command_timeout_after_auth():
+    with Smsubmit(conf={"timeout command": "2s"}) as d:
+        c = d.session("starttls")
+        expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0")
+        wait_421(c, "4.4.2", 10)
+        assert c.closed(3)
+
+
+@timeout(60)
+def t_data_timeout():
+    with Smsubmit(conf={"timeout data": "2s"}) as d:
+        tag = unique("datato")
+        c = d.session()
+        c.cmd("MAIL FROM:<alice@example.org>")
+        c.cmd("RCPT TO:<bob@example.org>")
+        expect(c.cmd("DATA"), 354)
+        c.send(message(tag)[:40])
+        wait_421(c, "4.4.2", 10)
+        assert c.closed(3)
+        time.sleep(1)
+        assert not d.find_messages(tag), "half a message was relayed"
+
+
+@timeout(60)
+def t_tls_handshake_timeout():
+    """A client that connects to the TLS port and never says a word is
+    dropped (no greeting is possible before the handshake)."""
+    with Smsubmit(conf={"timeout command": "2s"}) as d:
+        s = socket.create_connection(("127.0.0.1", d.tls_port))
+        s.settimeout(15)
+        t0 = time.monotonic()
+        try:
+            data = s.recv(100)
+        except ConnectionResetError:
+            data = b""
+        took = time.monotonic() - t0
+        s.close()
+        assert data == b"" and took < 12, (data, took)
+
+
+def open_sessions(d, n):
+    out = []
+    for _ in range(n):
+        c = d.client("starttls")
+        expect(c.greeting, 220)
+        out.append(c)
+    return out
+
+
+def refused_at_greeting(d, kind="starttls"):
+    """Over the limit: 421 4.7.0 and close.  On the TLS listener closing
+    before the handshake is as good (it spares the handshake's cost)."""
+    try:
+        c = d.client(kind, greet=False)
+        r = c.reply(timeout=5)
+    except (Closed, OSError, ssl.SSLError) as e:
+        if kind == "tls":
+            return
+        raise AssertionError("closed without a 421: %s" % e)
+    expect(r, 421, "4.7.0", "%s greeting over the limit" % kind)
+    assert c.closed(3), "open after 421"
+
+
+def greeted_again(d, kind="starttls"):
+    deadline = time.monotonic() + 5
+    while True:
+        c = d.client(kind, greet=False)
+        r = c.reply(timeout=5)
+        if r.code == 220:
+            return c
+        c.close()
+        assert time.monotonic() < deadline, "still refused: %s" % r
+        time.sleep(0.2)
+
+
+def t_too_many_sessions():
+    with Smsubmit(conf={"limit sessions": "2"}) as d:
+        time.sleep(0.5)  # the start-up probes are gone
+        held = open_sessions(d, 2)
+        refused_at_greeting(d, "starttls")
+        refused_at_greeting(d, "tls")
+        # the sessions in flight are not disturbed
+        for c in held:
+            expect(c.cmd("NOOP"), 250, "2.0.0")
+        held.pop().quit()
+        greeted_again(d)
+
+
+def t_too_many_sessions_per_address():
+    with Smsubmit(conf={"limit sessions-per-address": "2"}) as d:
+        time.sleep(0.5)
+        held = open_sessions(d, 2)
+        refused_at_greeting(d)
+        held.pop().quit()
+        greeted_again(d)
+
+
+@timeout(90)
+def t_shutdown_session_in_flight():
+    """SIGTERM: no new sessions; one in flight may finish its message or
+    is told 421 4.3.2; the daemon exits."""
+    with Smsubmit() as d:
+        c = d.session()
+        d.signal(signal.SIGTERM)
+        time.sleep(0.5)
+        try:
+            socket.create_connection(("127.0.0.1", d.starttls_port),
+                                     timeout=2).close()
+            new_ok = True
+        except OSError:
+            new_ok = False
+        if new_ok:
+            # accepted at the TCP level: it must not be greeted with 220
+            try:
+                r = d.client("starttls", greet=False).reply(timeout=3)
+            except (AssertionError, OSError):
+                r = None
+            assert r is None or r.code != 220, "greeted after SIGTERM"
+        tag = unique("grace")
+        replies = []
+        try:
+            for line in ("MAIL FROM:<alice@example.org>",
+                         "RCPT TO:<bob@example.org>", "DATA"):
+                replies.append(c.cmd(line))
+                if replies[-1].code >= 400:
+                    break
+            if replies[-1].code == 354:
+                c.send(message(tag) + b".\r\n")
+                replies.append(c.reply())
+            if replies[-1].code < 400:
+                # now idle: at the end of the grace period, 421 4.3.2
+                replies.append(c.reply(timeout=60))
+        except Closed as e:
+            raise AssertionError("session cut without 421 4.3.2: %s, %s"
+                                 % (replies, e))
+        last = replies[-1]
+        expect(last, 421, "4.3.2", "replies %s" % replies)
+        assert all(r.code < 400 for r in replies[:-1]), replies
+        d.proc.wait(30)
+        if any(r.code == 250 and "queued" in r.text for r in replies):
+            # accepted before the end: delivered, now or after a restart
+            if not d.find_messages(tag):
+                d.stop_daemon()
+                d.start_daemon()
+                d.wait_message(tag, 30)
+
+
+def t_sighup_keeps_sessions():
+    with Smsubmit() as d:
+        c = d.session()
+        expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0")
+        d.signal(signal.SIGHUP)
+        time.sleep(1)
+        assert d.alive(), "SIGHUP stopped the daemon"
+        expect(c.cmd("RCPT TO:<bob@example.org>"), 250, "2.1.5")
+        tag = unique("hup")
+        expect(c.cmd("DATA"), 354)
+        c.send(message(tag) + b".\r\n")
+        expect(c.reply(), 250, "2.0.0")
+        d.wait_message(tag)
+        c2 = d.session("starttls")
+        expect(c2.cmd("NOOP"), 250, "2.0.0")
+
+
+def cert_serial(c):
+    return c.sock.getpeercert()["serialNumber"]
+
+
+def t_sighup_reloads_certificate():
+    with Smsubmit() as d:
+        old = d.client("tls")
+        before = cert_serial(old)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                        "-nodes", "-keyout", d.key + ".new",
+                        "-out", d.cert + ".new", "-days", "30",
+                        "-subj", "/CN=" + HOSTNAME, "-addext",
+                        "subjectAltName=DNS:%s,IP:127.0.0.1" % HOSTNAME],
+                       check=True, capture_output=True, timeout=30)
+        # clients trust both while the files change under the daemon
+        with open(d.cert) as a, open(d.cert + ".new") as b:
+            both = a.read() + b.read()
+        with open(d.dir + "/both.pem", "w") as f:
+            f.write(both)
+        os.rename(d.key + ".new", d.key)
+        os.rename(d.cert + ".new", d.cert)
+        d.signal(signal.SIGHUP)
+        d.cert = d.dir + "/both.pem"
+        deadline = time.monotonic() + 5
+        while True:
+            c = d.client("tls")
+            after = cert_serial(c)
+            c.close()
+            if after != before:
+                break
+            assert time.monotonic() < deadline, "same certificate after HUP"
+            time.sleep(0.2)
+        c = d.client("starttls")
+        c.ehlo()
+        c.starttls()
+        assert cert_serial(c) == after, "STARTTLS listener kept the old one"
+        # the session from before the reload goes on
+        old.ehlo()
+        expect(old.cmd("NOOP"), 250, "2.0.0")

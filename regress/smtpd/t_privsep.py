@@ -1,0 +1,141 @@
+"""Privilege separation (SPEC section 2): who runs as whom, where."""
+
+import grp
+import os
+import pwd
+import signal
+import time
+
+from harness import DAEMON_USER, QUEUE_USER, TITLES, Smsubmit, need_root, \
+    proc_status, proc_title
+
+
+def child(d, title):
+    kids = d.children()
+    assert title in kids, "no %s child: %s" % (title, kids)
+    return kids[title]
+
+
+def ids(pid):
+    """(real, effective, saved, fs uids), same for gids, groups."""
+    st = proc_status(pid)
+    return ([int(x) for x in st["Uid"].split()],
+            [int(x) for x in st["Gid"].split()],
+            [int(x) for x in st.get("Groups", "").split()])
+
+
+def runs_as(pid, user):
+    pw = pwd.getpwnam(user)
+    uids, gids, groups = ids(pid)
+    assert uids == [pw.pw_uid] * 4, "uids %s, want %s (%d)" % (
+        uids, user, pw.pw_uid)
+    assert gids == [pw.pw_gid] * 4, "gids %s, want %s's group %d" % (
+        gids, user, pw.pw_gid)
+    assert groups in ([], [pw.pw_gid]), "supplementary groups %s (%s)" % (
+        groups, [grp.getgrgid(g).gr_name for g in groups])
+
+
+def t_privsep_process_titles(d):
+    title = proc_title(d.pid)
+    assert "[priv]" in title, title
+    kids = d.children()
+    assert sorted(kids) == sorted(TITLES), kids
+    for t, pid in kids.items():
+        assert proc_status(pid)["PPid"] == str(d.pid), (t, pid)
+
+
+def t_privsep_parent_root(d):
+    need_root()
+    uids, gids, _ = ids(d.pid)
+    assert uids == [0] * 4 and gids == [0] * 4, (uids, gids)
+
+
+def t_privsep_smtp_user(d):
+    need_root()
+    runs_as(child(d, "[smtp]"), DAEMON_USER)
+
+
+def t_privsep_auth_user(d):
+    need_root()
+    runs_as(child(d, "[auth]"), DAEMON_USER)
+
+
+def t_privsep_queue_user(d):
+    need_root()
+    runs_as(child(d, "[queue]"), QUEUE_USER)
+
+
+def t_privsep_smtp_chroot(d):
+    need_root()
+    root = os.readlink("/proc/%d/root" % child(d, "[smtp]"))
+    assert root == "/var/empty", root
+
+
+def t_privsep_queue_chroot(d):
+    need_root()
+    root = os.readlink("/proc/%d/root" % child(d, "[queue]"))
+    assert os.path.realpath(root) == os.path.realpath(d.queue), root
+
+
+def t_privsep_auth_not_chrooted(d):
+    need_root()
+    root = os.readlink("/proc/%d/root" % child(d, "[auth]"))
+    assert root == "/", root
+
+
+def open_files(pid):
+    out = []
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            out.append(os.readlink(os.path.join(fd_dir, fd)))
+        except OSError:
+            pass
+    return out
+
+
+def t_privsep_listener_holds_no_secrets(d):
+    """The listener has neither the key file, the sasldb nor anything of
+    the queue open; auth does not hold the key file."""
+    c = d.session()  # a session in flight, so every process has worked
+    c.send_message("alice@example.org", ["bob@example.org"],
+                   b"Subject: x\r\n\r\nx\r\n")
+    secret = [d.key, os.path.join(d.dir, "sasldb"), d.queue]
+    for f in open_files(child(d, "[smtp]")):
+        assert not any(f.startswith(s) for s in secret), \
+            "[smtp] has %s open" % f
+    for f in open_files(child(d, "[auth]")):
+        assert not f.startswith(d.key) and not f.startswith(d.queue), \
+            "[auth] has %s open" % f
+    for f in open_files(child(d, "[queue]")):
+        assert not f.startswith(d.key) and "sasldb" not in f, \
+            "[queue] has %s open" % f
+
+
+def t_privsep_queue_files_owned_by_queue_user():
+    need_root()
+    with Smsubmit() as d:
+        d.upstream.stop()
+        d.submit(b"Subject: owned\r\n\r\nx\r\n")
+        files = d.queue_files()
+        assert files, "nothing in the queue"
+        uid = pwd.getpwnam(QUEUE_USER).pw_uid
+        for f in files:
+            st = os.stat(f)
+            assert st.st_uid == uid, "%s owned by %d" % (f, st.st_uid)
+
+
+def t_privsep_child_death_stops_daemon():
+    for title in TITLES:
+        with Smsubmit() as d:
+            pid = child(d, title)
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while d.alive():
+                assert time.monotonic() < deadline, \
+                    "parent still running 10s after %s died" % title
+                time.sleep(0.1)
+            # and the other children go too
+            d.kill_leftovers(wait=5)
+            left = getattr(d, "leftovers", [])
+            assert not left, "children outlived the parent: %s" % left
