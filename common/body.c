@@ -52,6 +52,7 @@ headers_end(struct body *b, struct buf *o, int separator)
 	int	 added = 0;
 
 	b->hstate = H_BODY;
+	b->in_from = 0;
 	if (!b->seen_msgid && b->add_msgid != NULL) {
 		out(b, o, b->add_msgid, strlen(b->add_msgid));
 		added = 1;
@@ -67,6 +68,8 @@ headers_end(struct body *b, struct buf *o, int separator)
 static void
 header_name(struct body *b)
 {
+	b->in_from = b->hlen == 4 && strncasecmp(b->hname, "From", 4) == 0 &&
+	    b->nfrom++ == 0;
 	if (b->hlen == 10 && strncasecmp(b->hname, "Message-ID", 10) == 0)
 		b->seen_msgid = 1;
 	if (b->hlen == 4 && strncasecmp(b->hname, "Date", 4) == 0)
@@ -105,6 +108,7 @@ emit(struct body *b, struct buf *o, char c)
 			 */
 			out(b, o, b->hname, b->hlen);
 			b->hname[0] = '\0';
+			b->in_from = 0;
 			b->nheaders++;
 			b->hstate = H_VALUE;
 			break;
@@ -112,6 +116,12 @@ emit(struct body *b, struct buf *o, char c)
 		/* not a header line: the body starts without a blank line */
 		headers_end(b, o, 1);
 		out(b, o, b->hname, b->hlen);
+		break;
+	case H_VALUE:
+		if (b->in_from && b->fromlen < sizeof(b->from) - 1) {
+			b->from[b->fromlen++] = c;
+			b->from[b->fromlen] = '\0';
+		}
 		break;
 	default:
 		break;

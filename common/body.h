@@ -6,7 +6,8 @@
  * (only <CRLF>.<CRLF> ends it), and flags what smsubmit refuses: bare CR,
  * bare LF (SMTP smuggling) and lines over 998 octets.  On the way it scans
  * the header section and, where it ends, inserts the Message-ID: and Date:
- * lines the caller supplied if the message had none (RFC 6409 section 8).
+ * lines the caller supplied if the message had none (RFC 6409 section 8),
+ * and keeps the value of the first From: field for the sender check.
  * Once an error is flagged it stops producing output but keeps looking
  * for the end of data, so the client can be told.
  *
@@ -39,6 +40,10 @@ struct body {
 	int		 nheaders;
 	int		 seen_msgid;
 	int		 seen_date;
+	int		 in_from;	/* inside a From: field */
+	int		 nfrom;		/* From: fields seen */
+	char		 from[BODY_LINE_MAX + 1];	/* the first, unfolded */
+	size_t		 fromlen;
 	const char	*add_msgid;	/* whole lines, with CRLF, or NULL */
 	const char	*add_date;
 };

@@ -9,9 +9,11 @@
 
 #include <event.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sasl/sasl.h>
@@ -28,20 +30,45 @@ struct exchange {
 	char			 client[NI_MAXHOST];
 	char			 user[128];	/* for the log, sanitised */
 	int			 steps;
+	struct event		*delay;		/* a failure held back */
 };
+
+/* Recent failures of one client address or one user name. */
+struct failures {
+	SPLAY_ENTRY(failures)	 entry;
+	char			 key[NI_MAXHOST + 2];	/* "a:addr", "u:user" */
+	int			 n;
+	time_t			 since;
+	time_t			 banned_until;
+};
+
+#define FAILURES_MAX	10000	/* records kept; beyond, old ones go */
 
 static int	exchange_cmp(struct exchange *, struct exchange *);
 SPLAY_HEAD(exchangetree, exchange);
 SPLAY_PROTOTYPE(exchangetree, exchange, entry, exchange_cmp);
 SPLAY_GENERATE(exchangetree, exchange, entry, exchange_cmp);
 
+static int	failures_cmp(struct failures *, struct failures *);
+SPLAY_HEAD(failuretree, failures);
+SPLAY_PROTOTYPE(failuretree, failures, entry, failures_cmp);
+SPLAY_GENERATE(failuretree, failures, entry, failures_cmp);
+
 static struct {
 	struct smsubmit_conf	*conf;
 	struct event_base	*base;
 	struct ipc		*listener;
 	struct exchangetree	 exchanges;
+	struct failuretree	 failures;
+	int			 nfailures;
 	char			 mechs[AUTH_MECHS_MAX];
 } env;
+
+static int
+failures_cmp(struct failures *a, struct failures *b)
+{
+	return strcmp(a->key, b->key);
+}
 
 static int
 exchange_cmp(struct exchange *a, struct exchange *b)
@@ -197,23 +224,169 @@ static void
 exchange_free(struct exchange *x)
 {
 	SPLAY_REMOVE(exchangetree, &env.exchanges, x);
+	if (x->delay != NULL)
+		event_free(x->delay);
 	sasl_dispose(&x->conn);
 	free(x);
+}
+
+/* Forget failures outside the window; if that is not enough, all. */
+static void
+failures_prune(time_t now)
+{
+	struct failures	*f, *next;
+	int		 pass;
+
+	for (pass = 0; pass < 2 && env.nfailures >= FAILURES_MAX; pass++) {
+		for (f = SPLAY_MIN(failuretree, &env.failures); f != NULL;
+		    f = next) {
+			next = SPLAY_NEXT(failuretree, &env.failures, f);
+			if (pass == 0 && (f->banned_until > now ||
+			    now - f->since < env.conf->ban_window))
+				continue;
+			SPLAY_REMOVE(failuretree, &env.failures, f);
+			free(f);
+			env.nfailures--;
+		}
+	}
+}
+
+/* Count a failure for key; returns the failures in the window. */
+static struct failures *
+failure_count(const char *prefix, const char *what, time_t now)
+{
+	struct failures	 key, *f;
+
+	snprintf(key.key, sizeof(key.key), "%s%s", prefix, what);
+	if ((f = SPLAY_FIND(failuretree, &env.failures, &key)) == NULL) {
+		if (env.nfailures >= FAILURES_MAX)
+			failures_prune(now);
+		if ((f = calloc(1, sizeof(*f))) == NULL)
+			return NULL;
+		strlcpy(f->key, key.key, sizeof(f->key));
+		f->since = now;
+		SPLAY_INSERT(failuretree, &env.failures, f);
+		env.nfailures++;
+	}
+	if (now - f->since >= env.conf->ban_window) {
+		f->n = 0;
+		f->since = now;
+	}
+	f->n++;
+	return f;
+}
+
+static void
+delay_cb(int fd, short ev, void *arg)
+{
+	struct exchange	*x = arg;
+
+	ipc_send(env.listener, IMSG_AUTH_FAIL, x->id, -1, "u",
+	    (uint32_t)AUTH_R_BADCREDS);
+	exchange_free(x);
+}
+
+/*
+ * Bad credentials: the answer waits longer the more the address and the
+ * user name failed lately, and an address that fails too often is banned.
+ * Other sessions go on meanwhile: only this answer is held.
+ */
+static void
+fail_badcreds(struct exchange *x, int r)
+{
+	struct failures	*fa, *fu;
+	struct timeval	 tv;
+	time_t		 now = time(NULL), d;
+	int		 n;
+
+	log_info("session %08x auth failed for user=%s mechanism=%s from %s: "
+	    "%s", x->id, x->user[0] ? x->user : "unknown", x->mech, x->client,
+	    sasl_errstring(r, NULL, NULL));
+	fa = failure_count("a:", x->client, now);
+	fu = failure_count("u:", x->user[0] ? x->user : "unknown", now);
+	n = 1;
+	if (fa != NULL && fa->n > n)
+		n = fa->n;
+	if (fu != NULL && fu->n > n)
+		n = fu->n;
+	if (fa != NULL && fa->n >= env.conf->ban_failures &&
+	    fa->banned_until <= now) {
+		fa->banned_until = now + env.conf->ban_time;
+		log_info("session %08x banned %s for %llds after %d auth "
+		    "failures", x->id, x->client,
+		    (long long)env.conf->ban_time, fa->n);
+		ipc_send(env.listener, IMSG_AUTH_BAN, 0, -1, "su", x->client,
+		    (uint32_t)env.conf->ban_time);
+	}
+	for (d = env.conf->auth_delay_min; --n > 0 &&
+	    d < env.conf->auth_delay_max; )
+		d *= 2;
+	if (d > env.conf->auth_delay_max)
+		d = env.conf->auth_delay_max;
+	tv.tv_sec = d;
+	tv.tv_usec = 0;
+	if (d == 0 || (x->delay = evtimer_new(env.base, delay_cb, x)) ==
+	    NULL) {
+		delay_cb(-1, 0, x);
+		return;
+	}
+	evtimer_add(x->delay, &tv);
 }
 
 static void
 reply_fail(struct exchange *x, enum auth_result why, int r)
 {
-	if (why == AUTH_R_BADCREDS)
-		log_info("session %08x auth failed for user=%s mechanism=%s "
-		    "from %s: %s", x->id, x->user[0] ? x->user : "unknown",
-		    x->mech, x->client, sasl_errstring(r, NULL, NULL));
-	else
-		log_info("session %08x auth error mechanism=%s from %s: %s",
-		    x->id, x->mech, x->client, why == AUTH_R_BADB64 ?
-		    "bad base64" : sasl_errdetail(x->conn));
+	if (why == AUTH_R_BADCREDS) {
+		fail_badcreds(x, r);
+		return;
+	}
+	log_info("session %08x auth error mechanism=%s from %s: %s", x->id,
+	    x->mech, x->client, why == AUTH_R_BADB64 ? "bad base64" :
+	    sasl_errdetail(x->conn));
 	ipc_send(env.listener, IMSG_AUTH_FAIL, x->id, -1, "u", (uint32_t)why);
 	exchange_free(x);
+}
+
+/*
+ * The envelope senders a user may use, from the senders file: its own
+ * name if that is an address, and what its line lists.  "*" if there is
+ * no senders file: anything goes.
+ */
+static void
+senders_of(const char *user, char *out, size_t len)
+{
+	FILE	*fp;
+	char	*line = NULL, *word, *last;
+	size_t	 cap = 0;
+	ssize_t	 n;
+
+	if (env.conf->senders_file == NULL) {
+		strlcpy(out, "*", len);
+		return;
+	}
+	out[0] = '\0';
+	if (strchr(user, '@') != NULL)
+		strlcpy(out, user, len);
+	if ((fp = fopen(env.conf->senders_file, "re")) == NULL) {
+		log_warn("senders file %s", env.conf->senders_file);
+		return;		/* fail closed: only the user's own name */
+	}
+	while ((n = getline(&line, &cap, fp)) != -1) {
+		line[strcspn(line, "#\r\n")] = '\0';
+		if ((word = strtok_r(line, " \t", &last)) == NULL ||
+		    strcmp(word, user) != 0)
+			continue;
+		while ((word = strtok_r(NULL, " \t,", &last)) != NULL) {
+			if (out[0] != '\0')
+				strlcat(out, " ", len);
+			if (strlcat(out, word, len) >= len) {
+				log_warnx("senders of %s: too many", user);
+				break;
+			}
+		}
+	}
+	free(line);
+	fclose(fp);
 }
 
 /* Act on what sasl_server_start() or sasl_server_step() said. */
@@ -221,7 +394,7 @@ static void
 answer(struct exchange *x, int r, const char *out, unsigned outlen)
 {
 	const void	*user;
-	char		*b64;
+	char		*b64, senders[SENDERS_MAX];
 	size_t		 n;
 
 	switch (r) {
@@ -231,7 +404,9 @@ answer(struct exchange *x, int r, const char *out, unsigned outlen)
 			reply_fail(x, AUTH_R_TEMP, r);
 			return;
 		}
-		ipc_send(env.listener, IMSG_AUTH_OK, x->id, -1, "s", user);
+		senders_of(user, senders, sizeof(senders));
+		ipc_send(env.listener, IMSG_AUTH_OK, x->id, -1, "ss", user,
+		    senders);
 		exchange_free(x);
 		return;
 	case SASL_CONTINUE:
@@ -403,6 +578,7 @@ auth_main(struct smsubmit_conf *conf, int parent, int listener)
 
 	env.conf = conf;
 	SPLAY_INIT(&env.exchanges);
+	SPLAY_INIT(&env.failures);
 	proc_setup("auth", conf->user, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);

@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <tls.h>
 #include <unistd.h>
 
@@ -31,7 +32,8 @@
 struct addrcount {
 	SPLAY_ENTRY(addrcount)	 entry;
 	char			 addr[NI_MAXHOST];
-	int			 n;
+	int			 n;		/* sessions */
+	time_t			 banned_until;
 };
 
 static int	session_cmp(struct session *, struct session *);
@@ -87,11 +89,37 @@ addr_count(const char *addr, int delta)
 		SPLAY_INSERT(addrtree, &addrs, a);
 	}
 	a->n += delta;
-	if (a->n > 0)
+	if (a->n > 0 || a->banned_until > time(NULL))
 		return a->n;
 	SPLAY_REMOVE(addrtree, &addrs, a);
 	free(a);
 	return 0;
+}
+
+static int
+addr_banned(const char *addr)
+{
+	struct addrcount	 key, *a;
+
+	strlcpy(key.addr, addr, sizeof(key.addr));
+	if ((a = SPLAY_FIND(addrtree, &addrs, &key)) == NULL)
+		return 0;
+	return a->banned_until > time(NULL);
+}
+
+static void
+addr_ban(const char *addr, time_t secs)
+{
+	struct addrcount	 key, *a;
+
+	strlcpy(key.addr, addr, sizeof(key.addr));
+	if ((a = SPLAY_FIND(addrtree, &addrs, &key)) == NULL) {
+		if ((a = calloc(1, sizeof(*a))) == NULL)
+			return;
+		strlcpy(a->addr, addr, sizeof(a->addr));
+		SPLAY_INSERT(addrtree, &addrs, a);
+	}
+	a->banned_until = time(NULL) + secs;
 }
 
 /* --- socket I/O --- */
@@ -181,6 +209,7 @@ static void
 io_arm(struct session *s)
 {
 	struct timeval	 tv;
+	time_t		 now;
 	short		 ev = 0;
 
 	if (buf_used(&s->out) > 0)
@@ -194,8 +223,12 @@ io_arm(struct session *s)
 	if (ev == 0)
 		return;
 	event_assign(s->ev, env.base, s->fd, ev, io_cb, s);
-	tv.tv_sec = s->state == S_DATA ? env.conf->timeout_data :
-	    env.conf->timeout_command;
+	/*
+	 * The deadline is not moved by partial input: a client that
+	 * trickles bytes gets no more time than one that sends nothing.
+	 */
+	now = time(NULL);
+	tv.tv_sec = s->deadline > now ? s->deadline - now : 0;
 	tv.tv_usec = 0;
 	event_add(s->ev, &tv);
 }
@@ -307,6 +340,7 @@ static void
 session_free(struct session *s)
 {
 	session_cleanup(s);
+	free(s->senders);
 	log_info("session %08x disconnect", s->id);
 	SPLAY_REMOVE(sessiontree, &sessions, s);
 	addr_count(s->client, -1);
@@ -379,11 +413,15 @@ accept_cb(int fd, short ev, void *arg)
 	}
 	SPLAY_INSERT(sessiontree, &sessions, s);
 	env.nsessions++;
+	s->deadline = time(NULL) + env.conf->timeout_command;
 	if (addr_count(s->client, 1) > env.conf->max_sessions_per_addr ||
 	    env.nsessions > env.conf->max_sessions)
 		s->flags |= SF_REJECT;
+	if (addr_banned(s->client))
+		s->flags |= SF_BANNED;
 	log_info("session %08x connect from %s on %s%s", s->id, s->client,
-	    lc->name, s->flags & SF_REJECT ? " (over the session limit)" : "");
+	    lc->name, s->flags & SF_BANNED ? " (banned)" :
+	    s->flags & SF_REJECT ? " (over the session limit)" : "");
 
 	if (lc->flags & LISTEN_TLS) {
 		s->state = S_HANDSHAKE;
@@ -505,7 +543,8 @@ static void
 auth_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
 	struct session	*s;
-	const char	*mechs;
+	const char	*mechs, *addr;
+	uint32_t	 secs;
 
 	if (msg == NULL)
 		fatalx("auth process went away");
@@ -520,6 +559,11 @@ auth_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 		env.auth_ready = 1;
 		log_info("SASL mechanisms offered: %s",
 		    *env.mechs ? env.mechs : "none");
+		return;
+	case IMSG_AUTH_BAN:
+		if (ipc_unpack(msg, "su", &addr, &secs) == -1)
+			fatalx("bad AUTH_BAN from auth");
+		addr_ban(addr, secs);
 		return;
 	case IMSG_AUTH_CONTINUE:
 	case IMSG_AUTH_OK:

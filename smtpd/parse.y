@@ -116,6 +116,7 @@ typedef struct {
 
 %}
 
+%token	AFTER BAN CHECKHEADERFROM DELAY FOR SENDERS WITHIN
 %token	AUTH CERTIFICATE CIPHERS COMMAND DATA HOSTNAME KEY LIFETIME LIMIT
 %token	LISTEN MAXFAILURES MECHANISMS MESSAGESIZE ON PORT PROTOCOLS QUEUE
 %token	RECIPIENTS RELAY RETRY SASLCONFIG SESSIONS SESSIONSPERADDR STARTTLS TIMEOUT
@@ -141,6 +142,7 @@ statement	: macro
 		| tls
 		| auth
 		| relay
+		| senders
 		| queue
 		| limit
 		| timeout
@@ -276,6 +278,34 @@ auth		: AUTH MECHANISMS mechlist {
 				YYERROR;
 			in.conf->auth_max_failures = n;
 		}
+		| AUTH DELAY duration TO duration {
+			if ($3 > $5) {
+				conf_err("auth delay: %lld is more than %lld",
+				    (long long)$3, (long long)$5);
+				YYERROR;
+			}
+			in.conf->auth_delay_min = $3;
+			in.conf->auth_delay_max = $5;
+		}
+		| AUTH BAN AFTER string WITHIN duration FOR duration {
+			long long	n;
+
+			if (get_number($4, 1, 100000, "ban after", &n) == -1)
+				YYERROR;
+			in.conf->ban_failures = n;
+			in.conf->ban_window = $6;
+			in.conf->ban_time = $8;
+		}
+		;
+
+senders		: SENDERS string {
+			if (check_path("senders", $2) == -1 ||
+			    set_string(&in.conf->senders_file, $2) == -1)
+				YYERROR;
+		}
+		| SENDERS CHECKHEADERFROM {
+			in.conf->senders_check_from = 1;
+		}
 		;
 
 mechlist	: string {
@@ -394,11 +424,16 @@ static const struct keyword {
 	const char	*word;
 	int		 token;
 } keywords[] = {
+	{ "after",			AFTER },
 	{ "auth",			AUTH },
+	{ "ban",			BAN },
 	{ "certificate",		CERTIFICATE },
+	{ "check-header-from",		CHECKHEADERFROM },
 	{ "ciphers",			CIPHERS },
 	{ "command",			COMMAND },
 	{ "data",			DATA },
+	{ "delay",			DELAY },
+	{ "for",			FOR },
 	{ "hostname",			HOSTNAME },
 	{ "key",			KEY },
 	{ "lifetime",			LIFETIME },
@@ -415,6 +450,7 @@ static const struct keyword {
 	{ "relay",			RELAY },
 	{ "retry",			RETRY },
 	{ "sasl-config",		SASLCONFIG },
+	{ "senders",			SENDERS },
 	{ "sessions",			SESSIONS },
 	{ "sessions-per-address",	SESSIONSPERADDR },
 	{ "starttls",			STARTTLS },
@@ -422,6 +458,7 @@ static const struct keyword {
 	{ "tls",			TLS },
 	{ "to",				TO },
 	{ "user",			USER },
+	{ "within",			WITHIN },
 	{ NULL,				0 }
 };
 
@@ -1298,6 +1335,11 @@ conf_defaults(struct smsubmit_conf *conf)
 	(void)strlcpy(conf->auth_mechs, "PLAIN LOGIN",
 	    sizeof(conf->auth_mechs));
 	conf->auth_max_failures = 3;
+	conf->auth_delay_min = 1;
+	conf->auth_delay_max = 15;
+	conf->ban_failures = 10;
+	conf->ban_window = 10 * 60;
+	conf->ban_time = 60 * 60;
 	conf->queue_lifetime = 5 * 24 * 60 * 60;
 	conf->max_message_size = 35 * 1024 * 1024;
 	conf->max_recipients = 100;
@@ -1388,6 +1430,8 @@ conf_free(struct smsubmit_conf *conf)
 	free(conf->queue_dir);
 	free(conf->user);
 	free(conf->queue_user);
+	free(conf->senders_file);
+	conf->senders_file = NULL;
 	conf->tls_cert = conf->tls_key = NULL;
 	conf->tls_protocols = conf->tls_ciphers = NULL;
 	conf->sasl_config = conf->queue_dir = NULL;

@@ -428,7 +428,7 @@ recover(void)
 	}
 	closedir(d);
 	fsync(env.dirfd);
-	log_info("queue: %d messages recovered, %d unfinished files removed",
+	log_info("%d messages recovered, %d unfinished files removed",
 	    loaded, swept);
 }
 
@@ -582,8 +582,8 @@ msg_commit(struct incoming *in)
 	m = enqueue(&in->m);
 	ipc_send(env.listener, IMSG_MSG_RESULT, in->session, -1, "us",
 	    (uint32_t)QUEUE_OK, m->id);
-	log_info("message %s committed: from=<%s> rcpts=%d user=%s", m->id,
-	    m->from, m->nrcpts, m->user);
+	log_info("session %08x message %s committed: from=<%s> rcpts=%d "
+	    "user=%s", in->session, m->id, m->from, m->nrcpts, m->user);
 	incoming_drop(in);
 	schedule();
 }

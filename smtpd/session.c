@@ -165,6 +165,13 @@ session_start(struct session *s)
 		s->state = S_CONNECTED;
 		return;
 	}
+	if (s->flags & SF_BANNED) {
+		session_reply(s, "421 4.7.0 %s Too many authentication "
+		    "failures from your address, try later",
+		    env->conf->hostname);
+		session_close(s, "banned address");
+		return;
+	}
 	if (s->flags & SF_REJECT) {
 		session_reply(s, "421 4.7.0 %s Too many sessions, try later",
 		    env->conf->hostname);
@@ -265,6 +272,12 @@ session_input(struct session *s)
 			data_input(s);
 			continue;
 		}
+		if (!(s->flags & SF_TLS) && buf_used(&s->in) >= 2 &&
+		    buf_head(&s->in)[0] == 0x16 && buf_head(&s->in)[1] == 0x03) {
+			/* a TLS ClientHello where SMTP was expected */
+			session_close(s, "TLS handshake on a plaintext stage");
+			return;
+		}
 		max = s->state == S_AUTH ? AUTH_LINE_MAX : SMTP_LINE_MAX;
 		if ((n = buf_line(&s->in)) == 0) {
 			if (buf_used(&s->in) <= max)
@@ -316,6 +329,8 @@ session_input(struct session *s)
 		command(s, line);
 		explicit_bzero(line, n);
 		buf_drain(&s->in, n);
+		if (s->state != S_DATA)
+			s->deadline = time(NULL) + s->env->conf->timeout_command;
 	}
 }
 
@@ -467,10 +482,11 @@ void
 session_auth_result(struct session *s, struct ipc_msg *msg)
 {
 	struct smsubmit_conf	*conf = s->env->conf;
-	const char		*str;
+	const char		*str, *senders;
 	uint32_t		 reason;
 
 	s->pending = PENDING_NONE;
+	s->deadline = time(NULL) + conf->timeout_command;
 	switch (msg->type) {
 	case IMSG_AUTH_CONTINUE:
 		if (ipc_unpack(msg, "s", &str) == -1)
@@ -478,8 +494,14 @@ session_auth_result(struct session *s, struct ipc_msg *msg)
 		session_reply(s, "334 %s", str);
 		break;
 	case IMSG_AUTH_OK:
-		if (ipc_unpack(msg, "s", &str) == -1)
+		if (ipc_unpack(msg, "ss", &str, &senders) == -1)
 			fatalx("bad AUTH_OK");
+		if ((s->senders = strdup(senders)) == NULL) {
+			session_reply(s, "454 4.7.0 Temporary authentication "
+			    "failure");
+			s->state = S_HELO;
+			break;
+		}
 		log_sanitise(s->user, sizeof(s->user), str);
 		s->flags |= SF_AUTHED;
 		s->state = S_HELO;
@@ -588,6 +610,32 @@ has_8bit(const char *s)
 	return 0;
 }
 
+/*
+ * May the authenticated user send as addr?  Its list holds addresses and
+ * "@domain" entries; case does not matter.
+ */
+static int
+sender_allowed(struct session *s, const char *addr)
+{
+	const char	*p = s->senders, *dom = addr_domain(addr);
+	size_t		 n;
+
+	if (p == NULL)
+		return 0;
+	if (strcmp(p, "*") == 0)
+		return 1;
+	while (*p != '\0') {
+		n = strcspn(p, " ");
+		if ((p[0] == '@' && n - 1 == strlen(dom) &&
+		    strncasecmp(p + 1, dom, n - 1) == 0) ||
+		    (n == strlen(addr) && strncasecmp(p, addr, n) == 0))
+			return 1;
+		p += n;
+		p += strspn(p, " ");
+	}
+	return 0;
+}
+
 static void
 cmd_mail(struct session *s, const char *arg)
 {
@@ -619,6 +667,13 @@ cmd_mail(struct session *s, const char *arg)
 	}
 	if (has_8bit(addr) && !(flags & ENV_SMTPUTF8)) {
 		session_reply(s, "501 5.1.7 Non-ASCII address needs SMTPUTF8");
+		return;
+	}
+	if (addr[0] != '\0' && !sender_allowed(s, addr)) {
+		log_info("session %08x user=%s may not send as <%s>", s->id,
+		    s->user, addr);
+		session_reply(s, "553 5.7.1 Sender address not allowed for "
+		    "this user");
 		return;
 	}
 	strlcpy(s->from, addr, sizeof(s->from));
@@ -785,6 +840,7 @@ data_begin(struct session *s)
 		return;
 	}
 	s->state = S_DATA;
+	s->deadline = time(NULL) + conf->timeout_data;
 	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
@@ -806,6 +862,45 @@ data_write(struct session *s)
 		buf_drain(&s->dbuf, n);
 	}
 	buf_drain(&s->dbuf, buf_used(&s->dbuf));
+}
+
+/*
+ * With "senders check-header-from", the message must have exactly one
+ * From: field and every address in it must be one the user may use.
+ */
+static int
+header_from_allowed(struct session *s, struct body *b)
+{
+	char	 v[sizeof(b->from)], *p, *q, *addr;
+	int	 n = 0;
+
+	if (s->senders != NULL && strcmp(s->senders, "*") == 0)
+		return 1;
+	if (b->nfrom != 1)
+		return 0;
+	strlcpy(v, b->from, sizeof(v));
+	/* drop comments, which may hold anything */
+	while ((p = strchr(v, '(')) != NULL && (q = strchr(p, ')')) != NULL)
+		memmove(p, q + 1, strlen(q + 1) + 1);
+	if (strchr(v, '<') != NULL) {
+		for (p = v; (p = strchr(p, '<')) != NULL; p = q + 1) {
+			if ((q = strchr(p, '>')) == NULL)
+				return 0;
+			*q = '\0';
+			if (!sender_allowed(s, p + 1))
+				return 0;
+			n++;
+		}
+		return n > 0;
+	}
+	for (p = v; (addr = strsep(&p, ",")) != NULL; ) {
+		addr += strspn(addr, " \t");
+		addr[strcspn(addr, " \t")] = '\0';
+		if (*addr == '\0' || !sender_allowed(s, addr))
+			return 0;
+		n++;
+	}
+	return n > 0;
 }
 
 static void
@@ -831,6 +926,14 @@ data_end(struct session *s)
 		    "%zu octets", conf->max_message_size);
 		log_info("session %08x message %s refused: too big", s->id,
 		    s->msgid);
+		transaction_reset(s);
+		return;
+	}
+	if (conf->senders_check_from && !header_from_allowed(s, b)) {
+		log_info("session %08x message %s refused: From: header not "
+		    "allowed for user=%s", s->id, s->msgid, s->user);
+		session_reply(s, "550 5.7.1 From: header address not allowed "
+		    "for this user");
 		transaction_reset(s);
 		return;
 	}
@@ -875,8 +978,10 @@ data_input(struct session *s)
 		buf_drain(&s->dbuf, buf_used(&s->dbuf));
 	else if (buf_used(&s->dbuf) >= DATA_FLUSH || s->body->done)
 		data_write(s);
-	if (s->body->done)
+	if (s->body->done) {
+		s->deadline = time(NULL) + conf->timeout_command;
 		data_end(s);
+	}
 }
 
 static void
@@ -912,6 +1017,7 @@ session_queue_result(struct session *s, struct ipc_msg *msg)
 	    msg->fd != -1))
 		fatalx("bad answer from queue");
 	s->pending = PENDING_NONE;
+	s->deadline = time(NULL) + s->env->conf->timeout_command;
 	if (msg->type == IMSG_MSG_FILE) {
 		if (result == QUEUE_OK) {
 			strlcpy(s->msgid, msgid, sizeof(s->msgid));

@@ -34,6 +34,7 @@ struct event_base;
 #define QUEUE_ID_LEN		16	/* hex digits */
 #define AUTH_MECHS_MAX		256
 #define AUTH_LINE_MAX		12288	/* a base64 AUTH line from a client */
+#define SENDERS_MAX		4096	/* a user's allowed senders, as text */
 
 /* --- parse.y: the configuration --- */
 
@@ -60,6 +61,13 @@ struct smsubmit_conf {
 	char			 auth_mechs[AUTH_MECHS_MAX]; /* "PLAIN LOGIN" */
 	char			*sasl_config;	/* dir of smsubmit.conf */
 	int			 auth_max_failures;
+	time_t			 auth_delay_min;	/* before a failure */
+	time_t			 auth_delay_max;
+	int			 ban_failures;		/* from one address */
+	time_t			 ban_window;
+	time_t			 ban_time;
+	char			*senders_file;		/* or NULL */
+	int			 senders_check_from;
 	struct sockaddr_storage	 relay_ss;
 	socklen_t		 relay_sslen;
 	char			 relay_name[NI_MAXHOST + 16];
@@ -103,8 +111,10 @@ enum msg_type {
 	IMSG_AUTH_END,		/* "" forget this session's exchange */
 	/* auth -> listener */
 	IMSG_AUTH_CONTINUE,	/* "s" server challenge, base64 */
-	IMSG_AUTH_OK,		/* "s" canonical user name */
+	IMSG_AUTH_OK,		/* "ss" canonical user name, the senders it
+				   may use ("*": any) */
 	IMSG_AUTH_FAIL,		/* "u" enum auth_result */
+	IMSG_AUTH_BAN,		/* "su" client address, seconds; peerid 0 */
 	/* listener -> queue */
 	IMSG_MSG_CREATE,	/* "" a new message file for this session */
 	IMSG_MSG_ENVELOPE,	/* "sssssu" msgid, sender, user, helo, client,
@@ -187,6 +197,7 @@ enum session_state {
 #define SF_SMTPUTF8	0x0080
 #define SF_SKIPLINE	0x0100	/* discarding an overlong line */
 #define SF_DATAFULL	0x0200	/* message over the size limit */
+#define SF_BANNED	0x0400	/* its address failed AUTH too often */
 
 struct session {
 	SPLAY_ENTRY(session)	 entry;
@@ -206,6 +217,7 @@ struct session {
 		PENDING_FILE,		/* waiting for the queue's file */
 		PENDING_COMMIT		/* waiting for the queue's commit */
 	}			 pending;
+	time_t			 deadline;	/* for the command or DATA */
 	short			 rwant;		/* what a read waits for */
 	short			 wwant;		/* what a write waits for */
 	char			 client[NI_MAXHOST];
@@ -214,6 +226,7 @@ struct session {
 	int			 nauthfail;
 	char			 helo[256];	/* sanitised */
 	char			 user[256];	/* sanitised, once authed */
+	char			*senders;	/* it may use, "*": any */
 	char			 mech[32];
 	/* the transaction */
 	char			 from[ADDR_MAX];

@@ -239,9 +239,13 @@ class Smsubmit:
             "auth sasl-config": '"%s"' % sasl,
             "auth mechanisms": mechanisms,
             "auth max-failures": "3",
+            # the suite shares 127.0.0.1: short delays, no ban unless asked
+            "auth delay": "1s to 1s",
+            "auth ban": "after 100000 within 1m for 1m",
             "relay to": "127.0.0.1 port %d" % self.relay_port,
             "queue": '"%s"' % self.queue,
             "queue lifetime": "1d",
+            "queue retry": "1s to 4s",
             "limit message-size": "2M",
             "limit recipients": "5",
             "limit sessions": "100",
