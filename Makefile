@@ -29,6 +29,9 @@ ifeq ($(SANITIZE),1)
 CFLAGS	+= -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined -U_FORTIFY_SOURCE
 LDFLAGS	+= -fsanitize=address,undefined
+BUILD	 = .build-sanitize
+else
+BUILD	 = .build-normal
 endif
 
 COMMON	 = common/log.o common/buf.o common/b64.o common/addr.o \
@@ -57,9 +60,16 @@ smtpd/parse.c: smtpd/parse.y
 # the generated parser is not ours to keep warning-free
 smtpd/parse.o: CFLAGS += -Wno-shadow -Wno-missing-prototypes
 
-$(SMTPD) $(COMMON) smtpd/session-regress.o: common/*.h smtpd/smsubmit.h
+# objects are rebuilt when SANITIZE changes
+$(BUILD):
+	rm -f .build-normal .build-sanitize
+	touch $@
 
-regress/unit/%: regress/unit/%.c regress/unit/tap.h $(COMMON) smtpd/parse.o
+$(SMTPD) $(COMMON) smtpd/session-regress.o: common/*.h smtpd/smsubmit.h \
+	    $(BUILD)
+
+regress/unit/%: regress/unit/%.c regress/unit/tap.h $(COMMON) smtpd/parse.o \
+	    $(BUILD)
 	$(CC) $(CFLAGS) -Iregress/unit $(LDFLAGS) -o $@ $< $(COMMON) \
 	    smtpd/parse.o $(LDLIBS)
 
@@ -84,6 +94,6 @@ install: all
 	    $(DESTDIR)$(MANDIR)/man5/smsubmit.conf.5
 
 clean:
-	rm -f smtpd/smsubmit smtpd/smsubmit-regress smtpd/*.o common/*.o smtpd/parse.c $(UNIT)
+	rm -f smtpd/smsubmit smtpd/smsubmit-regress smtpd/*.o .build-* common/*.o smtpd/parse.c $(UNIT)
 
 .PHONY: all unit regress run install clean fuzz
