@@ -156,7 +156,7 @@ class Runner:
         diag, skip, ok = [], None, False
         signal.setitimer(signal.ITIMER_REAL, limit)
         try:
-            if wants and (shared is None or not shared.alive()):
+            if wants and (shared is None or not shared.healthy()):
                 if shared:
                     shared.stop()
                 shared = None
@@ -177,12 +177,17 @@ class Runner:
         for c in list(harness.clients):
             c.close()
         harness.clients.clear()
-        if wants and shared is not None and not shared.alive() and \
-                shared.proc is not None:
+        if wants and shared is not None and shared.proc is not None and \
+                not shared.healthy():
             ok = False
             skip = None
-            diag.append("the shared daemon died during the test: exit "
-                        "status %s" % shared.proc.returncode)
+            time.sleep(0.5)  # let the log catch up
+            if shared.alive():
+                diag.append("a child of the shared daemon died during the "
+                            "test; children left: %s" % shared.children())
+            else:
+                diag.append("the shared daemon died during the test: exit "
+                            "status %s" % shared.proc.returncode)
         daemons = list(harness.created)
         if wants and shared is not None and shared not in daemons:
             daemons.insert(0, shared)

@@ -265,6 +265,20 @@ class Smsubmit:
         with open(self.conf_path, "w") as f:
             f.write(self.conf_text)
 
+    def add_conf(self, *lines):
+        """Append statements to the config (before start)."""
+        self.conf_text += "".join(l + "\n" for l in lines)
+        with open(self.conf_path, "w") as f:
+            f.write(self.conf_text)
+
+    def write_file(self, name, text, mode=0o644):
+        """A file in the daemon's directory, readable by its users."""
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, mode)
+        return path
+
     # --- running ---
 
     def start(self):
@@ -315,6 +329,10 @@ class Smsubmit:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def healthy(self):
+        """Running with its three children."""
+        return self.alive() and len(self.children()) == len(TITLES)
 
     def signal(self, sig):
         if self.alive():

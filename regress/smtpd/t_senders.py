@@ -1,0 +1,54 @@
+"""`senders FILE`: which envelope senders each user may use (553 5.7.1).
+The file holds "user address, @domain ..." lines."""
+
+from harness import Smsubmit, expect, message, unique
+
+SENDERS = """# user  senders
+alice   alice@example.org, @alice.example
+bob     bob@example.org
+"""
+
+
+def daemon():
+    d = Smsubmit(start=False)
+    d.add_conf('senders "%s"' % d.write_file("senders", SENDERS))
+    d.start()
+    return d
+
+
+def t_senders_allowed():
+    with daemon() as d:
+        c = d.session(user="alice")
+        for a in ("alice@example.org", "ALICE@Example.ORG",
+                  "anything@alice.example"):
+            expect(c.cmd("MAIL FROM:<%s>" % a), 250, "2.1.0", a)
+            expect(c.cmd("RSET"), 250, "2.0.0")
+        tag = unique("sender")
+        qid = c.send_message("x@alice.example", ["bob@example.org"],
+                             message(tag))
+        assert d.wait_message(qid).mail_from == "x@alice.example"
+
+
+def t_senders_refused():
+    with daemon() as d:
+        for user, addr in (("alice", "bob@example.org"),
+                           ("alice", "alice@sub.alice.example"),
+                           ("alice", "alice@example.org.evil"),
+                           ("bob", "alice@example.org"),
+                           ("bob", "b@alice.example")):
+            c = d.session(user=user)
+            expect(c.cmd("MAIL FROM:<%s>" % addr), 553, "5.7.1",
+                   "%s as %s" % (user, addr))
+            # not in a transaction: RCPT is out of sequence
+            expect(c.cmd("RCPT TO:<x@example.org>"), 503, "5.5.1")
+            c.quit()
+
+
+def t_senders_unlisted_user_refused():
+    """A user the file does not list may use no address at all."""
+    with Smsubmit(start=False) as d:
+        d.add_conf('senders "%s"' % d.write_file("senders",
+                                                 "alice alice@example.org\n"))
+        d.start()
+        c = d.session(user="bob")
+        expect(c.cmd("MAIL FROM:<bob@example.org>"), 553, "5.7.1")
