@@ -264,9 +264,12 @@ io_cb(int fd, short ev, void *arg)
 	int		 r;
 
 	if (ev & EV_TIMEOUT) {
-		if (s->state == S_HANDSHAKE || s->flags & SF_STARTTLS) {
-			log_info("session %08x timeout in TLS handshake",
-			    s->id);
+		if (s->state == S_HANDSHAKE || s->flags & SF_STARTTLS ||
+		    s->state == S_QUIT) {
+			/* nothing to say, or the client does not read it */
+			log_info("session %08x timeout%s", s->id,
+			    s->state == S_QUIT ? " writing" :
+			    " in TLS handshake");
 			session_free(s);
 			return;
 		}

@@ -110,6 +110,8 @@ session_close(struct session *s, const char *why)
 {
 	log_info("session %08x closing: %s", s->id, why);
 	s->state = S_QUIT;
+	/* a client that does not read its last reply is not waited for */
+	s->deadline = time(NULL) + CLOSE_GRACE;
 }
 
 static void

@@ -31,6 +31,7 @@ struct event_base;
 
 #define SMTP_LINE_MAX		512	/* command line, with CRLF */
 #define SMTP_MAX_UNKNOWN	10	/* unknown commands before 421 */
+#define CLOSE_GRACE		10	/* seconds to write a last reply */
 #define QUEUE_ID_LEN		16	/* hex digits */
 #define AUTH_MECHS_MAX		256
 #define AUTH_LINE_MAX		12288	/* a base64 AUTH line from a client */
