@@ -29,7 +29,9 @@ from upstream import Upstream, read_store
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-SMSUBMIT = os.path.join(REPO, "smtpd", "smsubmit")
+# SMSUBMIT=/path/to/smsubmit tests another build (e.g. a sanitizer one)
+SMSUBMIT = os.environ.get("SMSUBMIT") or os.path.join(REPO, "smtpd",
+                                                      "smsubmit")
 HOSTNAME = "mx.test"
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 DAEMON_USER = "_smsubmit"
@@ -166,12 +168,15 @@ class Smsubmit:
     """A daemon with its own directory, config, credentials and upstream."""
 
     def __init__(self, conf=None, extra=(), mechanisms="PLAIN LOGIN",
-                 ipv6=False, name="smsubmit", start=True):
+                 ipv6=False, name="smsubmit", start=True, run_as=None):
+        """run_as (when root): start the daemon as that unprivileged
+        user instead, the way it runs when not started as root."""
         self.name = name
         self.ipv6 = ipv6
         self.dir = tempfile.mkdtemp(prefix="smsubmit-regress-")
         os.chmod(self.dir, 0o755)
-        self.root = os.geteuid() == 0
+        self.run_as = run_as if os.geteuid() == 0 else None
+        self.root = os.geteuid() == 0 and not self.run_as
         self.proc = None
         self.pids = {}  # children seen, for cleanup after a crash
         self.final_log = None
@@ -225,6 +230,12 @@ class Smsubmit:
                 os.chown(p, pw.pw_uid, pw.pw_gid)
             user = DAEMON_USER
             quser = QUEUE_USER
+        elif self.run_as:
+            pw = pwd.getpwnam(self.run_as)
+            for top, dirs, files in os.walk(self.dir):
+                for p in [top] + [os.path.join(top, f) for f in files]:
+                    os.chown(p, pw.pw_uid, pw.pw_gid)
+            user = quser = self.run_as
         else:
             user = quser = pwd.getpwuid(os.getuid()).pw_name
         addrs = ["127.0.0.1"] + (["::1"] if self.ipv6 else [])
@@ -291,8 +302,13 @@ class Smsubmit:
         self.logf = open(self.log_path, "ab")
         self.logf.write(b"--- harness: starting smsubmit\n")
         self.logf.flush()
+        argv = [SMSUBMIT, "-d", "-v", "-f", self.conf_path]
+        if self.run_as:
+            argv = ["setpriv", "--reuid", self.run_as, "--regid",
+                    str(pwd.getpwnam(self.run_as).pw_gid), "--clear-groups",
+                    "--"] + argv
         self.proc = subprocess.Popen(
-            [SMSUBMIT, "-d", "-v", "-f", self.conf_path],
+            argv,
             stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf,
             cwd=self.dir)
         deadline = time.monotonic() + timeout

@@ -4,8 +4,9 @@ import base64
 import hashlib
 import hmac
 import os
+import time
 
-from harness import USERS, Smsubmit, b64, expect
+from harness import USERS, Closed, Smsubmit, b64, expect, have_ipv6
 
 KINDS = ("tls", "starttls")
 
@@ -234,3 +235,58 @@ def t_auth_scram_sha256():
         c.quit()
         c = ready(d, "starttls")
         expect(scram(c, "bob", "not-bobs"), 535, "5.7.8")
+
+
+def timed(f, *a):
+    t0 = time.monotonic()
+    r = f(*a)
+    return r, time.monotonic() - t0
+
+
+def t_auth_failure_delay():
+    """`auth delay 2s to 8s`: the first failure waits 2s, the next 4s;
+    meanwhile another session is served at once."""
+    with Smsubmit(conf={"auth delay": "2s to 8s"}) as d:
+        c = ready(d)
+        r, took = timed(c.auth_plain, "alice", "wrong")
+        expect(r, 535, "5.7.8")
+        assert 1.8 <= took <= 4, "first failure answered after %.1fs" % took
+        other = ready(d, "starttls")
+        c.line("AUTH PLAIN " + b64("\0alice\0wrong again"))
+        t0 = time.monotonic()
+        expect(other.cmd("NOOP"), 250, "2.0.0")
+        assert time.monotonic() - t0 < 1, "another session was held"
+        r = c.reply(timeout=15)
+        took = time.monotonic() - t0
+        expect(r, 535, "5.7.8")
+        assert 3.5 <= took <= 7, "second failure answered after %.1fs" % took
+        # a success is not delayed
+        r, took = timed(other.auth_plain, "bob", USERS["bob"])
+        expect(r, 235, "2.7.0")
+        assert took < 1, "success answered after %.1fs" % took
+
+
+def t_auth_ban():
+    """`auth ban after 2 within 1m for 1m`: the address is then refused
+    at connect with 421 4.7.0; another address is not."""
+    v6 = have_ipv6()
+    with Smsubmit(conf={"auth ban": "after 2 within 1m for 1m",
+                        "auth delay": "1s to 1s"}, ipv6=v6) as d:
+        c = ready(d)
+        expect(c.auth_plain("alice", "wrong"), 535, "5.7.8")
+        expect(c.auth_login("alice", "wrong"), 535, "5.7.8")
+        c.quit()
+        time.sleep(0.5)
+        for kind in ("starttls", "tls"):
+            try:
+                c = d.client(kind, greet=False)
+                r = c.reply(timeout=5)
+            except (Closed, OSError) as e:
+                if kind == "tls":
+                    continue  # closed before the handshake: as good
+                raise AssertionError("%s: closed without 421: %s" % (kind, e))
+            expect(r, 421, "4.7.0", "%s: banned address" % kind)
+            assert c.closed(3), "%s: open after 421" % kind
+        if v6:
+            c = d.client("starttls", host="::1")
+            expect(c.greeting, 220, what="::1 is another address")

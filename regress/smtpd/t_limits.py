@@ -247,3 +247,19 @@ def t_sighup_reloads_certificate():
         # the session from before the reload goes on
         old.ehlo()
         expect(old.cmd("NOOP"), 250, "2.0.0")
+
+
+def t_sigterm_exits_cleanly():
+    """With no session in flight SIGTERM ends every process at once."""
+    with Smsubmit() as d:
+        kids = d.children()
+        d.signal(signal.SIGTERM)
+        try:
+            status = d.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("still running 5s after SIGTERM")
+        assert status == 0, "exit status %d" % status
+        time.sleep(0.5)
+        left = [t for t, pid in kids.items() if os.path.exists(
+            "/proc/%d" % pid) and t in (open("/proc/%d/cmdline" % pid).read())]
+        assert not left, "children left: %s" % left

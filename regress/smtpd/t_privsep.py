@@ -142,3 +142,18 @@ def t_privsep_child_death_stops_daemon():
             d.kill_leftovers(wait=5)
             left = getattr(d, "leftovers", [])
             assert not left, "children outlived the parent: %s" % left
+
+
+def t_privsep_not_root_warns_once_and_works():
+    """Not started as root: one warning, same processes, mail flows.
+    As root the daemon is started as nobody for this."""
+    with Smsubmit(run_as="nobody") as d:
+        uid = os.getuid() if os.geteuid() else pwd.getpwnam("nobody").pw_uid
+        kids = d.children()
+        assert sorted(kids) == sorted(TITLES), kids
+        for pid in [d.pid] + list(kids.values()):
+            assert ids(pid)[0] == [uid] * 4, (pid, ids(pid))
+        qid = d.submit(b"Subject: nonroot\r\n\r\nx\r\n")
+        d.wait_message(qid)
+        warnings = [l for l in d.log().splitlines() if "root" in l.lower()]
+        assert len(warnings) == 1, warnings

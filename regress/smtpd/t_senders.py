@@ -1,7 +1,7 @@
 """`senders FILE`: which envelope senders each user may use (553 5.7.1).
 The file holds "user address, @domain ..." lines."""
 
-from harness import Smsubmit, expect, message, unique
+from harness import Smsubmit, expect, message, stuff, unique
 
 SENDERS = """# user  senders
 alice   alice@example.org, @alice.example
@@ -52,3 +52,53 @@ def t_senders_unlisted_user_refused():
         d.start()
         c = d.session(user="bob")
         expect(c.cmd("MAIL FROM:<bob@example.org>"), 553, "5.7.1")
+
+
+def t_senders_null_sender_allowed():
+    with daemon() as d:
+        c = d.session(user="bob")
+        expect(c.cmd("MAIL FROM:<>"), 250, "2.1.0")
+
+
+def t_senders_file_read_at_each_auth():
+    with daemon() as d:
+        c = d.session(user="bob")
+        expect(c.cmd("MAIL FROM:<robert@example.org>"), 553, "5.7.1")
+        c.quit()
+        d.write_file("senders", SENDERS + "bob robert@example.org\n")
+        c = d.session(user="bob")
+        expect(c.cmd("MAIL FROM:<robert@example.org>"), 250, "2.1.0")
+
+
+def header_from_daemon():
+    d = Smsubmit(start=False)
+    d.add_conf('senders "%s"' % d.write_file("senders", SENDERS),
+               "senders check-header-from")
+    d.start()
+    return d
+
+
+def t_senders_check_header_from():
+    with header_from_daemon() as d:
+        c = d.session(user="alice")
+        good = message(unique("hfrom"))  # From: Alice <alice@example.org>
+        qid = c.send_message("alice@example.org", ["bob@example.org"], good)
+        d.wait_message(qid)
+        bad = [("From: Bob <bob@example.org>",),
+               ("From: alice@example.org, bob@example.org",),
+               ("From: alice@example.org", "From: alice@example.org"),
+               ()]
+        for froms in bad:
+            tag = unique("hbad")
+            msg = ("\r\n".join(froms + ("To: bob@example.org",
+                                        "Subject: %s" % tag)) +
+                   "\r\n\r\nbody\r\n").encode()
+            expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0")
+            expect(c.cmd("RCPT TO:<bob@example.org>"), 250, "2.1.5")
+            expect(c.cmd("DATA"), 354)
+            c.send(stuff(msg))
+            expect(c.reply(), 550, "5.7.1", "From: lines %s" % (froms,))
+        c.send_message("alice@example.org", ["bob@example.org"],
+                       message(unique("hlast")))
+        d.wait_messages(2)
+        assert len(d.messages()) == 2, [m.eml[:200] for m in d.messages()]
