@@ -3,17 +3,21 @@ relay outages, 4xx, restarts and kill -9; 5xx bounces to the sender.
 Each test runs its own daemon, retrying after 1s at first (`queue retry`,
 smsubmit.conf(5); the default starts at 1m), and waits up to 60s."""
 
+import os
 import re
+import subprocess
 import time
 
-from harness import Smsubmit, message, strip_received, timeout, unique
+from harness import Skip, Smsubmit, expect, message, need_root, \
+    strip_received, stuff, timeout, unique
 
 TIMEOUT = 120
 WAIT = 60
 
 
-def daemon(**conf):
-    return Smsubmit(conf=dict({"queue retry": "1s to 4s"}, **conf))
+def daemon(start=True, **conf):
+    return Smsubmit(conf=dict({"queue retry": "1s to 4s"}, **conf),
+                    start=start)
 
 
 def queued_copies(d, tag):
@@ -201,3 +205,73 @@ def t_bounce_is_never_bounced():
         assert all("gone@example.org" in r or "nobody@example.org" in r
                    for r in rcpts), rcpts
         assert not queued_copies(d, tag), "still queued"
+
+
+def leftovers(d):
+    """Regular files under the queue other than committed ones (queue/)
+    and the control socket."""
+    return [f for f in d.queue_files() if os.path.isfile(f) and
+            not f.startswith(os.path.join(d.queue, "queue") + "/")]
+
+
+def t_queue_disk_full():
+    """452 4.3.1 when the queue's file system is full, nothing left
+    behind, and the next message that fits is taken."""
+    need_root()
+    d = daemon(start=False)
+    os.makedirs(d.queue)
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs",
+                        d.queue], check=True, capture_output=True)
+    except subprocess.CalledProcessError as e:
+        d.stop()
+        raise Skip("cannot mount a tmpfs: %s" % e.stderr.decode().strip())
+    try:
+        d.start()
+        c = d.session()
+        expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0")
+        expect(c.cmd("RCPT TO:<bob@example.org>"), 250, "2.1.5")
+        expect(c.cmd("DATA"), 354)
+        big = message(unique("full"), ("y" * 70 + "\r\n") * 8000)
+        c.send(stuff(big))
+        expect(c.reply(timeout=20), 452, "4.3.1", "disk full")
+        time.sleep(0.5)
+        assert leftovers(d) == [], "left behind: %s" % leftovers(d)
+        tag = unique("fits")
+        qid = c.send_message("alice@example.org", ["bob@example.org"],
+                             message(tag))
+        d.wait_message(qid)
+        c.quit()
+    finally:
+        d.stop_daemon()
+        subprocess.run(["umount", d.queue], capture_output=True)
+        d.stop()
+
+
+def t_queue_commit_failure():
+    """451 4.3.0 when the message cannot be committed, nothing left
+    behind; once the queue is writable again, mail flows."""
+    with daemon() as d:
+        committed = os.path.join(d.queue, "queue")
+        assert os.path.isdir(committed), os.listdir(d.queue)
+        os.chmod(committed, 0o500)
+        try:
+            if os.geteuid() == 0 and os.stat(committed).st_uid == 0:
+                raise AssertionError("queue/ is root's: cannot make it "
+                                     "unwritable for the queue user")
+            c = d.session()
+            expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0")
+            expect(c.cmd("RCPT TO:<bob@example.org>"), 250, "2.1.5")
+            expect(c.cmd("DATA"), 354)
+            tag = unique("nocommit")
+            c.send(stuff(message(tag)))
+            expect(c.reply(), 451, "4.3.0", "commit failure")
+            time.sleep(0.5)
+            assert leftovers(d) == [], "left behind: %s" % leftovers(d)
+            assert not queued_copies(d, tag)
+        finally:
+            os.chmod(committed, 0o700)
+        qid = c.send_message("alice@example.org", ["bob@example.org"],
+                             message(unique("after")))
+        d.wait_message(qid)
+        assert not d.find_messages(tag), "the refused message was relayed"
