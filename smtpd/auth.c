@@ -580,9 +580,6 @@ auth_main(struct smsubmit_conf *conf, int parent, int listener)
 	SPLAY_INIT(&env.exchanges);
 	SPLAY_INIT(&env.failures);
 	proc_setup("auth", conf->user, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
-	signal(SIGINT, SIG_IGN);	/* the parent says when to stop */
 
 	if (sasl_server_init(global_cb, SMSUBMIT_SASL_APP) != SASL_OK)
 		fatalx("sasl_server_init failed");

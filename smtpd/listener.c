@@ -669,8 +669,6 @@ listener_main(struct smsubmit_conf *conf, int parent, int auth, int queue)
 		root = pw->pw_dir;
 	}
 	proc_setup("smtp", conf->user, root);
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
 
 	if ((env.base = event_base_new()) == NULL)
 		fatalx("event_base_new");

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "file.h"
 #include "log.h"
 #include "smsubmit.h"
 
@@ -239,36 +240,6 @@ queue_envelope_parse(struct qmsg *m, char *text)
 	return 0;
 }
 
-static char *
-slurp(const char *path, size_t max)
-{
-	struct stat	 st;
-	char		*data;
-	ssize_t		 n;
-	int		 fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return NULL;
-	if (fstat(fd, &st) == -1 || st.st_size < 0 ||
-	    (size_t)st.st_size > max ||
-	    (data = malloc(st.st_size + 1)) == NULL) {
-		close(fd);
-		return NULL;
-	}
-	n = read(fd, data, st.st_size);
-	close(fd);
-	if (n != st.st_size) {
-		free(data);
-		return NULL;
-	}
-	data[n] = '\0';
-	if (memchr(data, '\0', n) != NULL) {
-		free(data);
-		return NULL;
-	}
-	return data;
-}
-
 /* Write an envelope to tmp/ID.env and fsync it. */
 static int
 envelope_save_tmp(struct qmsg *m, char *path, size_t len)
@@ -412,7 +383,7 @@ recover(void)
 		snprintf(path, sizeof(path), "queue/%s.env", id);
 		if ((m = calloc(1, sizeof(*m))) == NULL)
 			fatal("calloc");
-		if ((text = slurp(path, ENVELOPE_MAX)) == NULL ||
+		if ((text = file_read(path, ENVELOPE_MAX, &n)) == NULL ||
 		    queue_envelope_parse(m, text) == -1 ||
 		    strcmp(m->id, id) != 0) {
 			free(text);
@@ -920,9 +891,6 @@ queue_main(struct smsubmit_conf *conf, int parent, int listener)
 	TAILQ_INIT(&env.incoming);
 	TAILQ_INIT(&env.queue);
 	proc_setup("queue", conf->queue_user, conf->queue_dir);
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
-	signal(SIGINT, SIG_IGN);	/* the parent says when to stop */
 	umask(077);
 	if ((env.dirfd = open("queue", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) ==
 	    -1)

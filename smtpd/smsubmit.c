@@ -24,10 +24,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "file.h"
 #include "log.h"
 #include "smsubmit.h"
 
 #define SHUTDOWN_GRACE	30	/* seconds before children are killed */
+#define KEYPAIR_MAX	(IPC_MAX_PAYLOAD - 16)	/* each of cert and key */
 
 enum { P_LISTENER, P_AUTH, P_QUEUE, P_COUNT };
 
@@ -58,6 +60,10 @@ proc_setup(const char *title, const char *user, const char *root)
 
 	setproctitle("[%s]", title);
 	log_procname(title);
+	/* the parent says when to stop; a dead peer shows as EPIPE */
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
 	if (geteuid() != 0) {
 		if (root != NULL && chdir(root) == -1)
 			fatal("chdir %s", root);
@@ -139,34 +145,6 @@ bind_listeners(struct smsubmit_conf *conf)
 	}
 }
 
-static char *
-read_file(const char *path, size_t *len)
-{
-	struct stat	 st;
-	char		*data;
-	ssize_t		 n;
-	int		 fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return NULL;
-	if (fstat(fd, &st) == -1 || st.st_size > IPC_MAX_PAYLOAD - 16 ||
-	    (data = malloc(st.st_size + 1)) == NULL) {
-		close(fd);
-		errno = EFBIG;
-		return NULL;
-	}
-	n = read(fd, data, st.st_size);
-	close(fd);
-	if (n != st.st_size) {
-		freezero(data, st.st_size + 1);
-		errno = EIO;
-		return NULL;
-	}
-	data[n] = '\0';
-	*len = n;
-	return data;
-}
-
 /* Read certificate and key and pass them to the listener. */
 static int
 send_keypair(void)
@@ -174,11 +152,11 @@ send_keypair(void)
 	char	*cert, *key;
 	size_t	 certlen, keylen;
 
-	if ((cert = read_file(env.conf->tls_cert, &certlen)) == NULL) {
+	if ((cert = file_read(env.conf->tls_cert, KEYPAIR_MAX, &certlen)) == NULL) {
 		log_warn("certificate %s", env.conf->tls_cert);
 		return -1;
 	}
-	if ((key = read_file(env.conf->tls_key, &keylen)) == NULL) {
+	if ((key = file_read(env.conf->tls_key, KEYPAIR_MAX, &keylen)) == NULL) {
 		log_warn("key %s", env.conf->tls_key);
 		free(cert);
 		return -1;
