@@ -32,7 +32,6 @@ import re
 import signal
 import socket
 import socketserver
-import sys
 import threading
 import time
 
@@ -130,7 +129,8 @@ class _Handler(socketserver.StreamRequestHandler):
             if verb == "EHLO":
                 helo, mail, rcpts = arg, None, []
                 self.reply("250-%s\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
-                           "250-SMTPUTF8\r\n250 SIZE %d" % (HOSTNAME, MAX_SIZE))
+                           "250-SMTPUTF8\r\n250 SIZE %d" % (HOSTNAME,
+                                                            MAX_SIZE))
             elif verb == "HELO":
                 helo, mail, rcpts = arg, None, []
                 self.reply("250 %s" % HOSTNAME)

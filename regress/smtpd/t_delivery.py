@@ -6,8 +6,8 @@ import random
 import re
 import time
 
-from harness import expect, header_section, message, queue_id, \
-    strip_received, stuff, unique
+from harness import expect, message, queue_id, strip_received, stuff, \
+    unique
 
 KINDS = ("tls", "starttls")
 
@@ -204,7 +204,8 @@ def t_body_exact_1mb(d):
 
 def t_envelope_at_upstream(d):
     for kind in KINDS:
-        rcpts = ["bob@example.org", "Carol.Q@Example.NET", "dave+x@example.com"]
+        rcpts = ["bob@example.org", "Carol.Q@Example.NET",
+                 "dave+x@example.com"]
         c = d.session(kind)
         tag = unique("env")
         qid = c.send_message("alice@example.org", rcpts, message(tag))
