@@ -12,6 +12,7 @@ Smsubmit(conf={...}) overrides configuration statements, e.g.
 Tests raise Skip("reason") for what cannot run here (e.g. not root).
 """
 
+import atexit
 import base64
 import os
 import pwd
@@ -120,6 +121,7 @@ def _credentials():
     if _cache and os.path.isdir(_cache):
         return _cache
     _cache = tempfile.mkdtemp(prefix="smsubmit-creds-")
+    atexit.register(cleanup_credentials)
     run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
          "-keyout", os.path.join(_cache, "key.pem"),
          "-out", os.path.join(_cache, "cert.pem"), "-days", "3650",
