@@ -16,8 +16,9 @@ WAIT = 30
 
 def committed(d):
     """Envelopes in queue/: messages not yet done with."""
-    return [f for f in d.queue_files() if f.endswith(".env") and
-            "/queue/" in f]
+    top = d.queue + "/queue/"
+    return [f for f in d.queue_files() if f.startswith(top) and
+            f.endswith(".env")]
 
 
 def drained(d, up, wait=WAIT):
