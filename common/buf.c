@@ -104,7 +104,8 @@ buf_used(const struct buf *b)
 char *
 buf_head(const struct buf *b)
 {
-	return b->data + b->off;
+	/* a buffer that never held data has no storage at all */
+	return b->data == NULL ? NULL : b->data + b->off;
 }
 
 void
