@@ -230,8 +230,18 @@ command(struct session *s, char *line)
 	const struct smtp_cmd	*cmd;
 	const char		*arg;
 
-	log_debug("session %08x < %s", s->id,
-	    strncasecmp(line, "AUTH ", 5) == 0 ? "AUTH ..." : line);
+	if (log_getverbose() > 0) {
+		char	 shown[SMTP_LINE_MAX];
+		size_t	 i;
+
+		/* the wire's control characters stay out of the log */
+		strlcpy(shown, strncasecmp(line, "AUTH ", 5) == 0 ?
+		    "AUTH ..." : line, sizeof(shown));
+		for (i = 0; shown[i] != '\0'; i++)
+			if ((unsigned char)shown[i] < 0x20 || shown[i] == 0x7f)
+				shown[i] = '?';
+		log_debug("session %08x < %s", s->id, shown);
+	}
 	if (is_http(line)) {
 		session_close(s, "HTTP request");
 		return;
