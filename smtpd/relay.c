@@ -7,6 +7,9 @@
  */
 #include <sys/types.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -292,6 +295,11 @@ reply(int code)
 	struct qmsg	*m = r.m;
 	int		 i;
 
+	if (code == 421 && r.state != R_QUIT) {
+		/* the relay is closing the connection: retry on a new one */
+		fail_conn(r.reply);
+		return;
+	}
 	switch (r.state) {
 	case R_GREETING:
 		if (code / 100 != 2) {
@@ -432,7 +440,13 @@ read_cb(struct bufferevent *bev, void *arg)
 static void
 event_cb(struct bufferevent *bev, short what, void *arg)
 {
+	int	 on = 1;
+
 	if (what & BEV_EVENT_CONNECTED) {
+		/* the final dot must not wait for an ACK (Nagle) */
+		if (setsockopt(bufferevent_getfd(bev), IPPROTO_TCP,
+		    TCP_NODELAY, &on, sizeof(on)) == -1)
+			log_warn("relay TCP_NODELAY");
 		r.state = R_GREETING;
 		return;
 	}
