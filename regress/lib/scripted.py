@@ -38,7 +38,7 @@ import socketserver
 import threading
 import time
 
-from upstream import HOSTNAME, MAX_SIZE, Upstream, parse_path
+from upstream import HOSTNAME, MAX_SIZE, Upstream, parse_path, serve
 
 HANG = "<hang>"
 DROP = "<drop>"
@@ -264,20 +264,8 @@ class Scripted(Upstream):
     def start(self):
         if self._server:
             return
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self._server = _Server((self.host, self.port), self)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        self._server, self._thread = serve(_Server, self)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1},
-                                        daemon=True)
-        self._thread.start()
 
     def transcript(self):
         """The events as text, for a failing test's message."""

@@ -216,6 +216,25 @@ class _Server(socketserver.ThreadingTCPServer):
         super().__init__(addr, _Handler)
 
 
+def serve(server_class, owner):
+    """Bind server_class on owner.host:owner.port, retrying for a while
+    (a restart can race with the old socket's teardown), and serve it in
+    a thread.  Returns (server, thread)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            server = server_class((owner.host, owner.port), owner)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    thread = threading.Thread(target=server.serve_forever,
+                              kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    return server, thread
+
+
 class Upstream:
     def __init__(self, host="127.0.0.1", port=0, store="mail", on_store=None):
         self.host = host
@@ -243,21 +262,8 @@ class Upstream:
     def start(self):
         if self._server:
             return
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self._server = _Server((self.host, self.port), self)
-                break
-            except OSError:
-                # a restart can race with the old socket's teardown
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        self._server, self._thread = serve(_Server, self)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1},
-                                        daemon=True)
-        self._thread.start()
 
     def stop(self):
         """Stop listening and cut every connection in flight."""
