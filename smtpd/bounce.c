@@ -139,9 +139,11 @@ bounce_write(int fd, struct smsubmit_conf *conf, struct qmsg *orig,
 		    "Action: failed\r\n"
 		    "Status: %s\r\n", r->addr, status);
 		if (!expired)
-			fprintf(out, "Remote-MTA: dns; %s\r\n"
-			    "Diagnostic-Code: smtp; %s\r\n", conf->relay_name,
-			    r->reply);
+			/* relay_name is "address port N": the host alone */
+			fprintf(out, "Remote-MTA: dns; %.*s\r\n"
+			    "Diagnostic-Code: smtp; %s\r\n",
+			    (int)strcspn(conf->relay_name, " "),
+			    conf->relay_name, r->reply);
 		else
 			fprintf(out, "Diagnostic-Code: smtp; %s\r\n",
 			    r->reply);
