@@ -188,6 +188,17 @@ sandbox_enter(const char *proc, int parentfd)
 		    "sendfd";
 	else
 		promises = "stdio rpath flock unix inet dns";
+	/*
+	 * The listener sees no file at all, the queue only its chroot.  Auth
+	 * is not unveiled: where its password store lives is Cyrus SASL's
+	 * configuration, not ours.
+	 */
+	if (strcmp(proc, "smtp") == 0 && unveil("/", "") == -1)
+		fatal("unveil");
+	if (strcmp(proc, "queue") == 0 && unveil("/", "rwc") == -1)
+		fatal("unveil");
+	if (strcmp(proc, "auth") != 0 && unveil(NULL, NULL) == -1)
+		fatal("unveil");
 	if (pledge(promises, NULL) == -1)
 		fatal("pledge");
 }
