@@ -66,8 +66,9 @@ static const char *auth_calls[] = {
 };
 
 /*
- * The sanitizers' runtime needs more, to report and to look for leaks;
- * only builds made for the tests have it.
+ * The sanitizers' runtime needs a few more calls; only builds made for
+ * the tests have them, and none opens a file, so the listener's filter
+ * is tested as it ships.
  */
 #if defined(__SANITIZE_ADDRESS__)
 /*
@@ -84,8 +85,8 @@ __asan_default_options(void)
 }
 
 static const char *sanitizer_calls[] = {
-	"sigaltstack", "prctl", "sched_getaffinity", "openat", "open",
-	"readlink", "getdents64", "mincore", "getppid", "arch_prctl", NULL
+	"sigaltstack", "prctl", "sched_getaffinity", "mincore", "getppid",
+	"arch_prctl", NULL
 };
 #endif
 
