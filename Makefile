@@ -9,7 +9,7 @@ DESTDIR	?=
 CC	?= cc
 YACC	?= bison -y
 PKG_CONFIG ?= pkg-config
-PKGS	 = libtls libsasl2 libbsd-overlay libevent
+PKGS	 = libtls libcrypto libsasl2 libbsd-overlay libevent
 ifeq ($(shell uname -s),Linux)
 PKGS	+= libseccomp
 endif
@@ -36,9 +36,10 @@ endif
 
 COMMON	 = common/log.o common/buf.o common/b64.o common/addr.o \
 	   common/ipc.o common/body.o common/file.o
-SMTPD	 = smtpd/smsubmit.o smtpd/parse.o smtpd/listener.o smtpd/session.o \
-	   smtpd/auth.o smtpd/queue.o smtpd/relay.o smtpd/bounce.o \
-	   smtpd/control.o smtpd/sandbox.o
+SMTPD	 = smtpd/smsubmit.o smtpd/proc.o smtpd/parse.o smtpd/listener.o \
+	   smtpd/session.o smtpd/signer.o smtpd/auth.o smtpd/queue.o \
+	   smtpd/relay.o smtpd/bounce.o smtpd/control.o smtpd/crypto.o \
+	   smtpd/sandbox.o
 UNIT	 = $(patsubst %.c,%,$(wildcard regress/unit/t_*.c))
 
 all: smtpd/smsubmit

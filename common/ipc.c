@@ -85,8 +85,7 @@ ipc_unpack(const struct ipc_msg *msg, const char *fmt, ...)
 }
 
 struct ipc *
-ipc_new(struct event_base *base, int fd, const char *name,
-    void (*dispatch)(struct ipc *, struct ipc_msg *, void *), void *arg)
+ipc_open(int fd, const char *name)
 {
 	struct ipc	*ipc;
 
@@ -94,15 +93,39 @@ ipc_new(struct event_base *base, int fd, const char *name,
 		fatal("%s", __func__);
 	ipc->name = name;
 	ipc->fd = fd;
-	ipc->dispatch = dispatch;
-	ipc->arg = arg;
 	buf_init(&ipc->rbuf, IPC_HDR_LEN + IPC_MAX_PAYLOAD + 65536);
 	TAILQ_INIT(&ipc->outq);
-	ipc->rev = event_new(base, fd, EV_READ | EV_PERSIST, ipc_read_cb, ipc);
-	ipc->wev = event_new(base, fd, EV_WRITE, ipc_write_cb, ipc);
+	return ipc;
+}
+
+void
+ipc_attach(struct ipc *ipc, struct event_base *base,
+    void (*dispatch)(struct ipc *, struct ipc_msg *, void *), void *arg)
+{
+	ipc_consume(ipc);
+	ipc->dispatch = dispatch;
+	ipc->arg = arg;
+	ipc->rev = event_new(base, ipc->fd, EV_READ | EV_PERSIST, ipc_read_cb,
+	    ipc);
+	ipc->wev = event_new(base, ipc->fd, EV_WRITE, ipc_write_cb, ipc);
 	if (ipc->rev == NULL || ipc->wev == NULL)
 		fatalx("%s: event_new", __func__);
 	event_add(ipc->rev, NULL);
+	if (!TAILQ_EMPTY(&ipc->outq))
+		event_add(ipc->wev, NULL);
+	/* frames read before the attach are dispatched at the first event */
+	if (buf_used(&ipc->rbuf) > 0)
+		event_active(ipc->rev, EV_TIMEOUT, 0);
+}
+
+struct ipc *
+ipc_new(struct event_base *base, int fd, const char *name,
+    void (*dispatch)(struct ipc *, struct ipc_msg *, void *), void *arg)
+{
+	struct ipc	*ipc;
+
+	ipc = ipc_open(fd, name);
+	ipc_attach(ipc, base, dispatch, arg);
 	return ipc;
 }
 
@@ -121,8 +144,10 @@ ipc_free(struct ipc *ipc)
 	}
 	for (i = 0; i < ipc->nrfds; i++)
 		close(ipc->rfds[i]);
-	event_free(ipc->rev);
-	event_free(ipc->wev);
+	if (ipc->rev != NULL)
+		event_free(ipc->rev);
+	if (ipc->wev != NULL)
+		event_free(ipc->wev);
 	buf_freezero(&ipc->rbuf);
 	close(ipc->fd);
 	free(ipc);
@@ -181,7 +206,8 @@ ipc_send(struct ipc *ipc, uint32_t type, uint32_t peerid, int fd,
 	hdr->peerid = peerid;
 	hdr->flags = fd != -1 ? IPC_F_FD : 0;
 	TAILQ_INSERT_TAIL(&ipc->outq, o, entry);
-	event_add(ipc->wev, NULL);
+	if (ipc->wev != NULL)
+		event_add(ipc->wev, NULL);
 	return;
  toobig:
 	fatalx("%s: message %u to %s too large", __func__, type, ipc->name);
@@ -260,10 +286,13 @@ ipc_flush(struct ipc *ipc)
 	}
 }
 
-static void
-ipc_read_cb(int fd, short ev, void *arg)
+/*
+ * One recvmsg(2) into the read buffer, descriptors included.  Returns
+ * the bytes read, 0 at EOF, -1 if the socket has nothing now.
+ */
+static ssize_t
+ipc_fill(struct ipc *ipc)
 {
-	struct ipc	*ipc = arg;
 	struct msghdr	 mh;
 	struct iovec	 iov;
 	union {
@@ -271,14 +300,11 @@ ipc_read_cb(int fd, short ev, void *arg)
 		char		buf[CMSG_SPACE(sizeof(int) * 4)];
 	} cmsgbuf;
 	struct cmsghdr	*cmsg;
-	struct ipc_hdr	 hdr;
-	struct ipc_msg	 msg;
 	char		*p;
 	ssize_t		 n;
 	size_t		 i, nfd;
-	int		 r, rfd;
+	int		 rfd;
 
-	(void)ev;
 	if ((p = buf_reserve(&ipc->rbuf, 65536)) == NULL)
 		fatalx("%s: input from %s overflows", __func__, ipc->name);
 	memset(&mh, 0, sizeof(mh));
@@ -288,9 +314,9 @@ ipc_read_cb(int fd, short ev, void *arg)
 	mh.msg_iovlen = 1;
 	mh.msg_control = cmsgbuf.buf;
 	mh.msg_controllen = sizeof(cmsgbuf.buf);
-	if ((n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC)) == -1) {
+	if ((n = recvmsg(ipc->fd, &mh, MSG_CMSG_CLOEXEC)) == -1) {
 		if (errno == EINTR || errno == EAGAIN)
-			return;
+			return -1;
 		fatal("%s: read from %s", __func__, ipc->name);
 	}
 	if (mh.msg_flags & MSG_CTRUNC)
@@ -311,35 +337,85 @@ ipc_read_cb(int fd, short ev, void *arg)
 			ipc->rfds[ipc->nrfds++] = rfd;
 		}
 	}
-	if (n == 0) {
+	buf_commit(&ipc->rbuf, n);
+	return n;
+}
+
+/* The next whole frame in the read buffer: 1 and msg, or 0. */
+static int
+ipc_next(struct ipc *ipc, struct ipc_msg *msg)
+{
+	struct ipc_hdr	 hdr;
+	int		 r;
+
+	r = ipc_decode((uint8_t *)buf_head(&ipc->rbuf), buf_used(&ipc->rbuf),
+	    &hdr);
+	if (r == 0)
+		return 0;
+	if (r == -1)
+		fatalx("%s: malformed frame from %s", __func__, ipc->name);
+	msg->type = hdr.type;
+	msg->peerid = hdr.peerid;
+	msg->fd = -1;
+	if (hdr.flags & IPC_F_FD) {
+		if (ipc->nrfds == 0)
+			fatalx("%s: descriptor missing from %s", __func__,
+			    ipc->name);
+		msg->fd = ipc->rfds[0];
+		memmove(ipc->rfds, ipc->rfds + 1, --ipc->nrfds * sizeof(int));
+	}
+	msg->data = (uint8_t *)buf_head(&ipc->rbuf) + IPC_HDR_LEN;
+	msg->len = hdr.len;
+	ipc->consume = IPC_HDR_LEN + hdr.len;
+	return 1;
+}
+
+void
+ipc_consume(struct ipc *ipc)
+{
+	buf_drain(&ipc->rbuf, ipc->consume);
+	ipc->consume = 0;
+}
+
+static void
+ipc_read_cb(int fd, short ev, void *arg)
+{
+	struct ipc	*ipc = arg;
+	struct ipc_msg	 msg;
+
+	(void)fd;
+	/* an activation by ipc_attach() reads nothing new */
+	if ((ev & EV_READ) && ipc_fill(ipc) == 0) {
 		event_del(ipc->rev);
 		ipc->dispatch(ipc, NULL, ipc->arg);
 		return;
 	}
-	buf_commit(&ipc->rbuf, n);
-
-	for (;;) {
-		r = ipc_decode((uint8_t *)buf_head(&ipc->rbuf),
-		    buf_used(&ipc->rbuf), &hdr);
-		if (r == 0)
-			break;
-		if (r == -1)
-			fatalx("%s: malformed frame from %s", __func__,
-			    ipc->name);
-		msg.type = hdr.type;
-		msg.peerid = hdr.peerid;
-		msg.fd = -1;
-		if (hdr.flags & IPC_F_FD) {
-			if (ipc->nrfds == 0)
-				fatalx("%s: descriptor missing from %s",
-				    __func__, ipc->name);
-			msg.fd = ipc->rfds[0];
-			memmove(ipc->rfds, ipc->rfds + 1,
-			    --ipc->nrfds * sizeof(int));
-		}
-		msg.data = (uint8_t *)buf_head(&ipc->rbuf) + IPC_HDR_LEN;
-		msg.len = hdr.len;
+	while (ipc_next(ipc, &msg)) {
 		ipc->dispatch(ipc, &msg, ipc->arg);
-		buf_drain(&ipc->rbuf, IPC_HDR_LEN + hdr.len);
+		ipc_consume(ipc);
+	}
+}
+
+int
+ipc_read_sync(struct ipc *ipc, struct ipc_msg *msg, int timeout_ms)
+{
+	struct pollfd	 pfd;
+	int		 r;
+
+	ipc_consume(ipc);
+	for (;;) {
+		if (ipc_next(ipc, msg))
+			return 1;
+		pfd.fd = ipc->fd;
+		pfd.events = POLLIN;
+		if ((r = poll(&pfd, 1, timeout_ms)) == -1) {
+			if (errno == EINTR)
+				continue;
+			fatal("%s: poll", __func__);
+		}
+		if (r == 0)
+			return -1;
+		if (ipc_fill(ipc) == 0)
+			return 0;
 	}
 }

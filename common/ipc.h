@@ -51,6 +51,7 @@ struct ipc {
 	struct buf	 rbuf;
 	int		 rfds[IPC_MAX_FDS];
 	int		 nrfds;
+	size_t		 consume;	/* of the message last handed out */
 	TAILQ_HEAD(, ipc_out) outq;
 	struct event	*rev;
 	struct event	*wev;
@@ -74,6 +75,21 @@ int	 ipc_unpack(const struct ipc_msg *, const char *fmt, ...);
  */
 struct ipc	*ipc_new(struct event_base *, int fd, const char *name,
 		    void (*)(struct ipc *, struct ipc_msg *, void *), void *);
+/*
+ * The same in two steps: a channel used synchronously first (at start-up,
+ * or for calls that must be answered at once), then, if ever, attached to
+ * an event loop.
+ */
+struct ipc	*ipc_open(int fd, const char *name);
+void		 ipc_attach(struct ipc *, struct event_base *,
+		    void (*)(struct ipc *, struct ipc_msg *, void *), void *);
+/*
+ * Wait up to timeout_ms (-1: for ever) for the next message: 1 and msg
+ * (valid until the next call), 0 at EOF, -1 on timeout.
+ */
+int		 ipc_read_sync(struct ipc *, struct ipc_msg *, int timeout_ms);
+/* Done with the message last handed out by ipc_read_sync(). */
+void		 ipc_consume(struct ipc *);
 void		 ipc_free(struct ipc *);
 /* Queue a message; fd (or -1) is closed by us once sent. */
 void		 ipc_send(struct ipc *, uint32_t type, uint32_t peerid, int fd,

@@ -572,14 +572,16 @@ signal_cb(int sig, short ev, void *arg)
 }
 
 void
-auth_main(struct smsubmit_conf *conf, int parent, int listener)
+auth_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 {
 	struct event	*sterm;
 
 	env.conf = conf;
 	SPLAY_INIT(&env.exchanges);
 	SPLAY_INIT(&env.failures);
-	proc_setup("auth", conf->user, NULL);
+	if (peers->listener == -1)
+		fatalx("auth started without the listener");
+	proc_drop(conf->user, NULL);
 
 	if (sasl_server_init(global_cb, SMSUBMIT_SASL_APP) != SASL_OK)
 		fatalx("sasl_server_init failed");
@@ -587,14 +589,15 @@ auth_main(struct smsubmit_conf *conf, int parent, int listener)
 
 	if ((env.base = event_base_new()) == NULL)
 		fatalx("event_base_new");
-	(void)ipc_new(env.base, parent, "parent", parent_dispatch, NULL);
-	env.listener = ipc_new(env.base, listener, "listener",
+	ipc_attach(peers->parent, env.base, parent_dispatch, NULL);
+	env.listener = ipc_new(env.base, peers->listener, "listener",
 	    listener_dispatch, NULL);
 	ipc_send(env.listener, IMSG_AUTH_MECHS, 0, -1, "s", env.mechs);
 	sterm = evsignal_new(env.base, SIGTERM, signal_cb, NULL);
 	if (sterm == NULL || evsignal_add(sterm, NULL) == -1)
 		fatalx("evsignal");
-	sandbox_enter("auth", parent);
+	sandbox_enter("auth", peers->parent->fd);
+	ipc_send(peers->parent, IMSG_READY, 0, -1, "");
 	event_base_dispatch(env.base);
 	fatalx("event loop ended");
 }

@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <event.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -457,6 +456,14 @@ start_accepting(void)
 
 /* --- TLS configuration --- */
 
+/* In libtls, but not in the header of every version of it. */
+int	tls_config_use_fake_private_key(struct tls_config *);
+
+/*
+ * The listener gets the certificate only.  libtls is told the private key
+ * is elsewhere: every operation that needs it goes to the key process
+ * (signer.c), so a memory disclosure here cannot reveal the key.
+ */
 static void
 tls_setup(void)
 {
@@ -465,23 +472,24 @@ tls_setup(void)
 	uint32_t		 protocols;
 	int			 first = env.tls == NULL;
 
-	if (env.cert == NULL || env.key == NULL)
-		fatalx("TLS_READY without a certificate and key");
+	if (env.cert == NULL)
+		fatalx("TLS_READY without a certificate");
 	if ((cfg = tls_config_new()) == NULL || (ctx = tls_server()) == NULL)
 		fatalx("tls_config_new");
 	if (tls_config_parse_protocols(&protocols,
 	    env.conf->tls_protocols) == -1 ||
 	    tls_config_set_protocols(cfg, protocols) == -1 ||
 	    tls_config_set_ciphers(cfg, env.conf->tls_ciphers) == -1 ||
-	    tls_config_set_keypair_mem(cfg, (uint8_t *)env.cert, env.certlen,
-	    (uint8_t *)env.key, env.keylen) == -1 ||
+	    tls_config_use_fake_private_key(cfg) == -1 ||
+	    tls_config_set_cert_mem(cfg, (uint8_t *)env.cert,
+	    env.certlen) == -1 ||
 	    tls_configure(ctx, cfg) == -1) {
 		const char *err = tls_config_error(cfg) ?
 		    tls_config_error(cfg) : tls_error(ctx);
 
 		if (first)
 			fatalx("TLS setup: %s", err ? err : "unknown error");
-		log_warnx("TLS reload failed, keeping the old keypair: %s",
+		log_warnx("TLS reload failed, keeping the old certificate: %s",
 		    err ? err : "unknown error");
 		tls_free(ctx);
 	} else {
@@ -489,46 +497,35 @@ tls_setup(void)
 		if (!first)
 			tls_free(env.tls);
 		env.tls = ctx;
-		log_info("TLS keypair %s", first ? "loaded" : "reloaded");
+		log_info("TLS certificate %s", first ? "loaded" : "reloaded");
 	}
-	tls_config_clear_keys(cfg);
 	tls_config_free(cfg);
-	freezero(env.key, env.keylen);
 	free(env.cert);
-	env.key = env.cert = NULL;
-	if (first && env.tls != NULL)
+	env.cert = NULL;
+	if (first && env.tls != NULL) {
 		start_accepting();
-}
-
-static char *
-copy_blob(struct ipc_msg *msg, size_t *len)
-{
-	const uint8_t	*data;
-	char		*p;
-
-	if (ipc_unpack(msg, "b", &data, len) == -1 || *len == 0)
-		fatalx("bad TLS message from parent");
-	if ((p = malloc(*len)) == NULL)
-		fatal("malloc");
-	memcpy(p, data, *len);
-	return p;
+		ipc_send(env.parent, IMSG_READY, 0, -1, "");
+	}
 }
 
 static void
 parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
+	const uint8_t	*data;
+
 	if (msg == NULL)
 		fatalx("parent went away");
+	if (msg->fd != -1)
+		fatalx("unexpected descriptor from parent");
 	switch (msg->type) {
 	case IMSG_TLS_CERT:
+		if (ipc_unpack(msg, "b", &data, &env.certlen) == -1 ||
+		    env.certlen == 0)
+			fatalx("bad TLS_CERT from parent");
 		free(env.cert);
-		env.cert = copy_blob(msg, &env.certlen);
-		break;
-	case IMSG_TLS_KEY:
-		if (env.key != NULL)
-			freezero(env.key, env.keylen);
-		env.key = copy_blob(msg, &env.keylen);
-		explicit_bzero((void *)msg->data, msg->len);
+		if ((env.cert = malloc(env.certlen)) == NULL)
+			fatal("malloc");
+		memcpy(env.cert, data, env.certlen);
 		break;
 	case IMSG_TLS_READY:
 		if (ipc_unpack(msg, "") == -1)
@@ -538,8 +535,6 @@ parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 	default:
 		fatalx("unexpected message %u from parent", msg->type);
 	}
-	if (msg->fd != -1)
-		fatalx("unexpected descriptor from parent");
 }
 
 static void
@@ -653,35 +648,34 @@ signal_cb(int sig, short ev, void *arg)
 }
 
 void
-listener_main(struct smsubmit_conf *conf, int parent, int auth, int queue)
+listener_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 {
-	struct passwd	*pw;
 	struct event	*sterm, *sint;
-	const char	*root = NULL;
 
 	env.conf = conf;
 	arc4random_buf(&env.nextid, sizeof(env.nextid));
+	if (peers->queue == -1 || peers->crypto == -1 || peers->nauth == 0)
+		fatalx("listener started without its peers");
 	if (tls_init() == -1)
 		fatalx("tls_init");
-	if (geteuid() == 0) {
-		if ((pw = getpwnam(conf->user)) == NULL)
-			fatalx("unknown user %s", conf->user);
-		root = pw->pw_dir;
-	}
-	proc_setup("smtp", conf->user, root);
+	signer_init(peers->crypto);
+	/* as root, an empty directory; otherwise where it was started */
+	proc_drop(conf->user, geteuid() == 0 ? SMSUBMIT_EMPTY : NULL);
 
 	if ((env.base = event_base_new()) == NULL)
 		fatalx("event_base_new");
-	env.parent = ipc_new(env.base, parent, "parent", parent_dispatch,
+	env.parent = peers->parent;
+	ipc_attach(env.parent, env.base, parent_dispatch, NULL);
+	env.auth = ipc_new(env.base, peers->auth[0], "auth", auth_dispatch,
 	    NULL);
-	env.auth = ipc_new(env.base, auth, "auth", auth_dispatch, NULL);
-	env.queue = ipc_new(env.base, queue, "queue", queue_dispatch, NULL);
+	env.queue = ipc_new(env.base, peers->queue, "queue", queue_dispatch,
+	    NULL);
 	sterm = evsignal_new(env.base, SIGTERM, signal_cb, NULL);
 	sint = evsignal_new(env.base, SIGINT, signal_cb, NULL);
 	if (sterm == NULL || sint == NULL || evsignal_add(sterm, NULL) == -1 ||
 	    evsignal_add(sint, NULL) == -1)
 		fatalx("evsignal");
-	sandbox_enter("smtp", parent);
+	sandbox_enter("smtp", env.parent->fd);
 	event_base_dispatch(env.base);
 	fatalx("event loop ended");
 }

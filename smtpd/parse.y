@@ -1335,6 +1335,7 @@ conf_defaults(struct smsubmit_conf *conf)
 	(void)strlcpy(conf->auth_mechs, "PLAIN LOGIN",
 	    sizeof(conf->auth_mechs));
 	conf->auth_max_failures = 3;
+	conf->auth_workers = 1;
 	conf->auth_delay_min = 1;
 	conf->auth_delay_max = 15;
 	conf->ban_failures = 10;
@@ -1362,21 +1363,18 @@ conf_defaults(struct smsubmit_conf *conf)
 	return relay_set("127.0.0.1", 25);
 }
 
-int
-parse_config(const char *file, struct smsubmit_conf *conf)
+static int
+parse_fp(FILE *fp, const char *file, struct smsubmit_conf *conf)
 {
 	memset(&in, 0, sizeof(in));
 	in.conf = conf;
 	in.name = file;
 	in.lineno = 1;
 	in.bol = 1;
+	in.fp = fp;
 
 	if (conf_defaults(conf) == -1) {
-		conf_free(conf);
-		return -1;
-	}
-	if ((in.fp = fopen(file, "r")) == NULL) {
-		fprintf(stderr, "%s: %s\n", file, strerror(errno));
+		fclose(fp);
 		conf_free(conf);
 		return -1;
 	}
@@ -1410,6 +1408,40 @@ parse_config(const char *file, struct smsubmit_conf *conf)
 		return -1;
 	}
 	return 0;
+}
+
+int
+parse_config(const char *file, struct smsubmit_conf *conf)
+{
+	FILE	*fp;
+
+	if ((fp = fopen(file, "r")) == NULL) {
+		fprintf(stderr, "%s: %s\n", file, strerror(errno));
+		memset(conf, 0, sizeof(*conf));
+		TAILQ_INIT(&conf->listeners);
+		return -1;
+	}
+	return parse_fp(fp, file, conf);
+}
+
+int
+parse_config_mem(const char *file, const char *text, size_t len,
+    struct smsubmit_conf *conf)
+{
+	FILE	*fp;
+
+	/* an empty buffer is not a stream everywhere; a blank line is */
+	if (len == 0) {
+		text = "\n";
+		len = 1;
+	}
+	if ((fp = fmemopen((void *)text, len, "r")) == NULL) {
+		fprintf(stderr, "%s: %s\n", file, strerror(errno));
+		memset(conf, 0, sizeof(*conf));
+		TAILQ_INIT(&conf->listeners);
+		return -1;
+	}
+	return parse_fp(fp, file, conf);
 }
 
 /* Frees what parse_config() allocated; the struct itself is the caller's. */

@@ -883,14 +883,16 @@ signal_cb(int sig, short ev, void *arg)
 }
 
 void
-queue_main(struct smsubmit_conf *conf, int parent, int listener)
+queue_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 {
 	struct event	*sterm;
 
 	env.conf = conf;
 	TAILQ_INIT(&env.incoming);
 	TAILQ_INIT(&env.queue);
-	proc_setup("queue", conf->queue_user, conf->queue_dir);
+	if (peers->listener == -1)
+		fatalx("queue started without the listener");
+	proc_drop(conf->queue_user, conf->queue_dir);
 	umask(077);
 	if ((env.dirfd = open("queue", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) ==
 	    -1)
@@ -899,8 +901,8 @@ queue_main(struct smsubmit_conf *conf, int parent, int listener)
 
 	if ((env.base = event_base_new()) == NULL)
 		fatalx("event_base_new");
-	(void)ipc_new(env.base, parent, "parent", parent_dispatch, NULL);
-	env.listener = ipc_new(env.base, listener, "listener",
+	ipc_attach(peers->parent, env.base, parent_dispatch, NULL);
+	env.listener = ipc_new(env.base, peers->listener, "listener",
 	    listener_dispatch, NULL);
 	env.timer = evtimer_new(env.base, timer_cb, NULL);
 	sterm = evsignal_new(env.base, SIGTERM, signal_cb, NULL);
@@ -910,7 +912,8 @@ queue_main(struct smsubmit_conf *conf, int parent, int listener)
 	relay_init(env.base, conf);
 	control_listen(env.base);
 	schedule();
-	sandbox_enter("queue", parent);
+	sandbox_enter("queue", peers->parent->fd);
+	ipc_send(peers->parent, IMSG_READY, 0, -1, "");
 	event_base_dispatch(env.base);
 	fatalx("event loop ended");
 }

@@ -2,10 +2,12 @@
  * smsubmit.c: the parent process, "[priv]".
  *
  * It parses the configuration, binds the listening sockets, prepares the
- * queue directory, forks the listener, auth and queue processes, reads
- * the certificate and key and hands their contents to the listener, and
- * then only watches: signals, and its children.  If any child exits, the
- * others are stopped and the parent exits too.
+ * queue directory and starts the children (proc.c re-executes each):
+ * the listener, the auth workers, the queue and the key process.  It reads
+ * the certificates and keys and hands the keys to the key process alone,
+ * the certificates to the listener, and then only watches: signals, and
+ * its children.  "started" is logged once every child says it is ready;
+ * if any child exits, the others are stopped and the parent exits too.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -29,21 +31,39 @@
 #include "smsubmit.h"
 
 #define SHUTDOWN_GRACE	30	/* seconds before children are killed */
-#define KEYPAIR_MAX	(IPC_MAX_PAYLOAD - 16)	/* each of cert and key */
+#define KEYPAIR_MAX	(IPC_MAX_PAYLOAD / 2 - 16)	/* each of cert, key */
+#define CONF_MAX	(IPC_MAX_PAYLOAD - PATH_MAX - 16)
+#define CHILDREN_MAX	(AUTH_WORKERS_MAX + 3)
+#define EXTRA_ARGV_MAX	24
 
-enum { P_LISTENER, P_AUTH, P_QUEUE, P_COUNT };
+struct child {
+	enum proc_type		 type;
+	int			 instance;
+	pid_t			 pid;
+	struct ipc		*ipc;
+	int			 ready;
+	char			 name[32];	/* "auth 2", for log lines */
+};
 
 static struct {
 	struct smsubmit_conf	*conf;
+	const char		*file;
+	char			*text;		/* the file as parsed */
+	size_t			 textlen;
 	struct event_base	*base;
-	pid_t			 pid[P_COUNT];
-	struct ipc		*ipc[P_COUNT];
+	struct child		 child[CHILDREN_MAX];
+	int			 nchild;
+	int			 started;
 	int			 stopping;
 	int			 status;
 	struct event		*killer;
+	char			*cert;		/* until the key process has */
+	size_t			 certlen;	/* the matching key */
+	char			*extra[EXTRA_ARGV_MAX];	/* for children */
+	int			 nextra;
 } env;
 
-static const char *pname[P_COUNT] = { "listener", "auth", "queue" };
+static void	stop(int);
 
 static __attribute__((noreturn)) void
 usage(void)
@@ -53,51 +73,18 @@ usage(void)
 	exit(1);
 }
 
-void
-proc_setup(const char *title, const char *user, const char *root)
+/* The empty directory [smtp] and [crypto] are chrooted to: root's only. */
+static void
+check_empty_dir(void)
 {
-	struct passwd	*pw;
-
-	setproctitle("[%s]", title);
-	log_procname(title);
-	/* the parent says when to stop; a dead peer shows as EPIPE */
-	signal(SIGPIPE, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
-	signal(SIGINT, SIG_IGN);
-	if (geteuid() != 0) {
-		if (root != NULL && chdir(root) == -1)
-			fatal("chdir %s", root);
-		return;
-	}
-	if ((pw = getpwnam(user)) == NULL)
-		fatalx("unknown user %s", user);
-	if (root != NULL && (chroot(root) == -1 || chdir("/") == -1))
-		fatal("chroot %s", root);
-	if (setgroups(1, &pw->pw_gid) == -1 ||
-	    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == -1 ||
-	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1)
-		fatal("cannot drop privileges to %s", user);
-}
-
-/* The listener's chroot: the user's home, which must be root's alone. */
-static const char *
-empty_dir(const char *user)
-{
-	static char	 dir[PATH_MAX];
-	struct passwd	*pw;
 	struct stat	 st;
 
-	if ((pw = getpwnam(user)) == NULL)
-		fatalx("unknown user %s", user);
-	if (strlcpy(dir, pw->pw_dir, sizeof(dir)) >= sizeof(dir))
-		fatalx("home of %s too long", user);
-	if (stat(dir, &st) == -1)
-		fatal("chroot directory %s of user %s", dir, user);
+	if (stat(SMSUBMIT_EMPTY, &st) == -1)
+		fatal("chroot directory %s", SMSUBMIT_EMPTY);
 	if (!S_ISDIR(st.st_mode) || st.st_uid != 0 ||
 	    (st.st_mode & (S_IWGRP | S_IWOTH)))
 		fatalx("chroot directory %s must be a directory owned by "
-		    "root and not writable by others", dir);
-	return dir;
+		    "root and not writable by others", SMSUBMIT_EMPTY);
 }
 
 static void
@@ -145,66 +132,128 @@ bind_listeners(struct smsubmit_conf *conf)
 	}
 }
 
-/* Read certificate and key and pass them to the listener. */
-static int
-send_keypair(void)
+static struct child *
+child_of(enum proc_type t, int instance)
 {
-	char	*cert, *key;
-	size_t	 certlen, keylen;
+	int	 i;
 
-	if ((cert = file_read(env.conf->tls_cert, KEYPAIR_MAX, &certlen)) == NULL) {
+	for (i = 0; i < env.nchild; i++)
+		if (env.child[i].type == t && env.child[i].instance == instance)
+			return &env.child[i];
+	return NULL;
+}
+
+/*
+ * Read the certificate and key.  The key goes to the key process alone;
+ * the certificate follows to the listener once that process has taken
+ * the key (IMSG_CRYPTO_LOADED), so no handshake is signed with a key it
+ * does not hold yet.
+ */
+static int
+send_keys(void)
+{
+	struct child	*crypto = child_of(PROC_CRYPTO, 0);
+	char		*cert, *key;
+	size_t		 certlen, keylen;
+
+	if (env.cert != NULL) {
+		log_warnx("certificates are being loaded already");
+		return -1;
+	}
+	if ((cert = file_read(env.conf->tls_cert, KEYPAIR_MAX, &certlen)) ==
+	    NULL) {
 		log_warn("certificate %s", env.conf->tls_cert);
 		return -1;
 	}
-	if ((key = file_read(env.conf->tls_key, KEYPAIR_MAX, &keylen)) == NULL) {
+	if ((key = file_read(env.conf->tls_key, KEYPAIR_MAX, &keylen)) ==
+	    NULL) {
 		log_warn("key %s", env.conf->tls_key);
 		free(cert);
 		return -1;
 	}
-	ipc_send(env.ipc[P_LISTENER], IMSG_TLS_CERT, 0, -1, "b", cert,
-	    certlen);
-	ipc_send(env.ipc[P_LISTENER], IMSG_TLS_KEY, 0, -1, "b", key, keylen);
-	ipc_send(env.ipc[P_LISTENER], IMSG_TLS_READY, 0, -1, "");
-	free(cert);
+	ipc_send(crypto->ipc, IMSG_CRYPTO_KEY, 0, -1, "bb", cert, certlen,
+	    key, keylen);
+	ipc_send(crypto->ipc, IMSG_CRYPTO_KEYS_END, 0, -1, "");
 	freezero(key, keylen + 1);
+	env.cert = cert;
+	env.certlen = certlen;
 	return 0;
 }
 
 static void
-kill_children(int sig)
+keys_loaded(uint32_t n)
+{
+	struct child	*smtp = child_of(PROC_SMTP, 0);
+
+	if (n == 0) {
+		free(env.cert);
+		env.cert = NULL;
+		if (!env.started) {
+			log_warnx("cannot start without a certificate and "
+			    "its key");
+			stop(1);
+		} else
+			log_warnx("reload failed, keeping the old keypair");
+		return;
+	}
+	ipc_send(smtp->ipc, IMSG_TLS_CERT, 0, -1, "b", env.cert,
+	    env.certlen);
+	ipc_send(smtp->ipc, IMSG_TLS_READY, 0, -1, "");
+	free(env.cert);
+	env.cert = NULL;
+}
+
+static void
+kill_children(int sig, int listeners_too)
 {
 	int	 i;
 
-	for (i = 0; i < P_COUNT; i++)
-		if (env.pid[i] > 0)
-			kill(env.pid[i], sig);
+	for (i = 0; i < env.nchild; i++)
+		if (env.child[i].pid > 0 && (listeners_too ||
+		    env.child[i].type != PROC_SMTP))
+			kill(env.child[i].pid, sig);
 }
 
 static void
 killer_cb(int fd, short ev, void *arg)
 {
 	log_warnx("children did not stop in time, killing them");
-	kill_children(SIGKILL);
+	kill_children(SIGKILL, 1);
+}
+
+static int
+listeners_left(void)
+{
+	int	 i, n = 0;
+
+	for (i = 0; i < env.nchild; i++)
+		if (env.child[i].type == PROC_SMTP && env.child[i].pid > 0)
+			n++;
+	return n;
 }
 
 static void
 stop(int status)
 {
 	struct timeval	 tv = { SHUTDOWN_GRACE, 0 };
+	int		 i;
 
 	if (env.stopping)
 		return;
 	env.stopping = 1;
 	env.status = status;
 	/*
-	 * The listener goes first and finishes its sessions; the queue and
-	 * auth are told once it is gone, so a message being committed is
-	 * not cut off.
+	 * The listener goes first and finishes its sessions; the others are
+	 * told once it is gone, so a message being committed is not cut off
+	 * and a handshake in flight can still be signed.
 	 */
-	if (env.pid[P_LISTENER] > 0)
-		kill(env.pid[P_LISTENER], SIGTERM);
-	else
-		kill_children(SIGTERM);
+	if (listeners_left() > 0) {
+		for (i = 0; i < env.nchild; i++)
+			if (env.child[i].type == PROC_SMTP &&
+			    env.child[i].pid > 0)
+				kill(env.child[i].pid, SIGTERM);
+	} else
+		kill_children(SIGTERM, 1);
 	env.killer = evtimer_new(env.base, killer_cb, NULL);
 	evtimer_add(env.killer, &tv);
 }
@@ -212,33 +261,35 @@ stop(int status)
 static void
 reap(void)
 {
-	pid_t	 pid;
-	int	 status, i, left = 0;
+	struct child	*c;
+	pid_t		 pid;
+	int		 status, i, left = 0;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		for (i = 0; i < P_COUNT; i++) {
-			if (env.pid[i] != pid)
+		for (i = 0; i < env.nchild; i++) {
+			c = &env.child[i];
+			if (c->pid != pid)
 				continue;
-			env.pid[i] = 0;
+			c->pid = 0;
 			if (!env.stopping || WIFSIGNALED(status) ||
 			    WEXITSTATUS(status) != 0) {
 				if (WIFSIGNALED(status))
 					log_warnx("%s process killed by "
-					    "signal %d", pname[i],
+					    "signal %d", c->name,
 					    WTERMSIG(status));
 				else
 					log_warnx("%s process exited with "
-					    "status %d", pname[i],
+					    "status %d", c->name,
 					    WEXITSTATUS(status));
 			}
 			if (!env.stopping)
 				stop(1);
-			else if (i == P_LISTENER)
-				kill_children(SIGTERM);
+			else if (c->type == PROC_SMTP && listeners_left() == 0)
+				kill_children(SIGTERM, 0);
 		}
 	}
-	for (i = 0; i < P_COUNT; i++)
-		if (env.pid[i] > 0)
+	for (i = 0; i < env.nchild; i++)
+		if (env.child[i].pid > 0)
 			left++;
 	if (env.stopping && left == 0) {
 		log_info("exiting");
@@ -256,8 +307,10 @@ signal_cb(int sig, short ev, void *arg)
 		stop(0);
 		break;
 	case SIGHUP:
+		if (env.stopping || !env.started)
+			break;
 		log_info("reloading certificate and key");
-		if (send_keypair() == -1)
+		if (send_keys() == -1)
 			log_warnx("reload failed, keeping the old keypair");
 		break;
 	case SIGCHLD:
@@ -267,91 +320,188 @@ signal_cb(int sig, short ev, void *arg)
 }
 
 static void
+child_ready(struct child *c)
+{
+	int	 i;
+
+	if (c->ready)
+		fatalx("%s process ready twice", c->name);
+	c->ready = 1;
+	for (i = 0; i < env.nchild; i++)
+		if (!env.child[i].ready)
+			return;
+	env.started = 1;
+	log_info("started, version %s", SMSUBMIT_VERSION);
+}
+
+/*
+ * What a child may tell the parent: that it is ready, that its sandbox
+ * killed it, and (the key process) how a key load went.  Anything else
+ * is a child out of its mind: stop everything.
+ */
+static void
 parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
+	struct child	*c = arg;
 	uint32_t	 nr;
 
 	if (msg == NULL)
 		return;		/* the child is gone; SIGCHLD tells us how */
-	if (msg->type != IMSG_SANDBOX_VIOLATION ||
-	    ipc_unpack(msg, "u", &nr) == -1)
-		fatalx("unexpected message %u from %s", msg->type, ipc->name);
-	log_warnx("%s process killed by its sandbox: forbidden system call "
-	    "%s", ipc->name, sandbox_syscall_name(nr));
+	if (msg->fd != -1)
+		fatalx("descriptor from %s process", c->name);
+	switch (msg->type) {
+	case IMSG_SANDBOX_VIOLATION:
+		if (ipc_unpack(msg, "u", &nr) == -1)
+			break;
+		log_warnx("%s process killed by its sandbox: forbidden "
+		    "system call %s", c->name, sandbox_syscall_name(nr));
+		return;
+	case IMSG_READY:
+		if (ipc_unpack(msg, "") == -1 || env.stopping)
+			break;
+		child_ready(c);
+		return;
+	case IMSG_CRYPTO_LOADED:
+		if (c->type != PROC_CRYPTO || env.cert == NULL ||
+		    ipc_unpack(msg, "u", &nr) == -1)
+			break;
+		keys_loaded(nr);
+		return;
+	}
+	log_warnx("unexpected message %u from %s process", msg->type,
+	    c->name);
+	stop(1);
 }
 
-static pid_t
-start_child(int which, int fds[P_COUNT][2], int lq[2], int la[2])
+static struct child *
+spawn(enum proc_type t, int instance)
+{
+	struct child	*c = &env.child[env.nchild++];
+	int		 fd;
+
+	c->type = t;
+	c->instance = instance;
+	if (t == PROC_AUTH && env.conf->auth_workers > 1)
+		snprintf(c->name, sizeof(c->name), "%s %d", proc_name(t),
+		    instance);
+	else
+		strlcpy(c->name, proc_name(t), sizeof(c->name));
+	c->pid = proc_spawn(t, instance, env.extra, &fd);
+	c->ipc = ipc_open(fd, c->name);
+	ipc_send(c->ipc, IMSG_CONF, 0, -1, "sb", env.file, env.text,
+	    env.textlen);
+	return c;
+}
+
+/* A channel between two children, each end sent to its owner. */
+static void
+connect_peers(struct child *a, struct child *b)
+{
+	int	 sp[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0, sp) == -1)
+		fatal("socketpair");
+	ipc_send(a->ipc, IMSG_PEER, 0, sp[0], "uu", (uint32_t)b->type,
+	    (uint32_t)b->instance);
+	ipc_send(b->ipc, IMSG_PEER, 0, sp[1], "uu", (uint32_t)a->type,
+	    (uint32_t)a->instance);
+}
+
+static void
+start_children(void)
 {
 	struct listen_conf	*lc;
-	pid_t			 pid;
+	struct child		*smtp, *c;
+	sigset_t		 mask;
+	int			 sigs[4] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD };
+	uint32_t		 idx = 0;
 	int			 i;
 
-	sigset_t		 mask;
+	/* held until the handlers are in place; children unblock them */
+	sigemptyset(&mask);
+	for (i = 0; i < 4; i++)
+		sigaddset(&mask, sigs[i]);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
 
-	if ((pid = fork()) == -1)
-		fatal("fork");
-	if (pid > 0)
-		return pid;
-	sigfillset(&mask);
+	smtp = spawn(PROC_SMTP, 0);
+	for (i = 0; i < env.conf->auth_workers; i++)
+		spawn(PROC_AUTH, i);
+	spawn(PROC_QUEUE, 0);
+	spawn(PROC_CRYPTO, 0);
+	for (i = 0; i < env.nchild; i++)
+		if (env.child[i].type != PROC_SMTP)
+			connect_peers(smtp, &env.child[i]);
+	TAILQ_FOREACH(lc, &env.conf->listeners, entry) {
+		/* the socket is the listener's now */
+		ipc_send(smtp->ipc, IMSG_LISTEN, 0, lc->fd, "u", idx++);
+		lc->fd = -1;
+	}
+	explicit_bzero(env.text, env.textlen);
+	free(env.text);
+	env.text = NULL;
+
+	if ((env.base = event_base_new()) == NULL)
+		fatalx("event_base_new");
+	for (i = 0; i < env.nchild; i++) {
+		c = &env.child[i];
+		ipc_send(c->ipc, IMSG_START, 0, -1, "");
+		ipc_attach(c->ipc, env.base, parent_dispatch, c);
+	}
+	for (i = 0; i < 4; i++) {
+		struct event *ev = evsignal_new(env.base, sigs[i], signal_cb,
+		    NULL);
+
+		if (ev == NULL || evsignal_add(ev, NULL) == -1)
+			fatalx("evsignal");
+	}
 	sigprocmask(SIG_UNBLOCK, &mask, NULL);
+}
 
-	for (i = 0; i < P_COUNT; i++) {
-		close(fds[i][0]);
-		if (i != which)
-			close(fds[i][1]);
-	}
-	if (which != P_LISTENER) {
-		TAILQ_FOREACH(lc, &env.conf->listeners, entry)
-			close(lc->fd);
-	}
-	switch (which) {
-	case P_LISTENER:
-		close(lq[1]);
-		close(la[1]);
-		listener_main(env.conf, fds[which][1], la[0], lq[0]);
-	case P_AUTH:
-		close(lq[0]);
-		close(lq[1]);
-		close(la[0]);
-		auth_main(env.conf, fds[which][1], la[1]);
-	default:
-		close(la[0]);
-		close(la[1]);
-		close(lq[0]);
-		queue_main(env.conf, fds[which][1], lq[1]);
-	}
+static void
+extra_arg(char *arg)
+{
+	if (env.nextra == EXTRA_ARGV_MAX - 1)
+		fatalx("too many options");
+	env.extra[env.nextra++] = arg;
 }
 
 int
 main(int argc, char *argv[])
 {
 	struct smsubmit_conf	*conf;
-	struct listen_conf	*lc;
-	struct event		*sev[4];
-	sigset_t		 mask;
-	const char		*file = SMSUBMIT_CONF;
-	int			 sigs[4] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD };
-	const char		*control = NULL;
+	struct proc_peers	 peers;
+	const char		*file = SMSUBMIT_CONF, *errstr;
+	const char		*control = NULL, *child = NULL;
 	int			 ch, debug = 0, checkonly = 0, verbose = 0;
-	int			 fds[P_COUNT][2], lq[2], la[2], i;
+	int			 instance = 0;
+	enum proc_type		 t;
 
 #ifdef __linux__
 	setproctitle_init(argc, argv, environ);
 #endif
 	log_init(1, 0);
-	while ((ch = getopt(argc, argv, "dD:f:nqQv")) != -1) {
+	while ((ch = getopt(argc, argv, "dD:f:I:nqQvX:")) != -1) {
 		switch (ch) {
 		case 'd':
 			debug = 1;
+			extra_arg("-d");
 			break;
 		case 'D':
 			if (cmdline_symset(optarg) == -1)
 				fatalx("could not parse macro definition %s",
 				    optarg);
+			extra_arg("-D");
+			extra_arg(optarg);
 			break;
 		case 'f':
 			file = optarg;
+			break;
+		case 'I':
+			instance = strtonum(optarg, 0, AUTH_WORKERS_MAX - 1,
+			    &errstr);
+			if (errstr != NULL)
+				usage();
 			break;
 		case 'n':
 			checkonly = 1;
@@ -364,6 +514,10 @@ main(int argc, char *argv[])
 			break;
 		case 'v':
 			verbose++;
+			extra_arg("-v");
+			break;
+		case 'X':
+			child = optarg;
 			break;
 		default:
 			usage();
@@ -371,10 +525,34 @@ main(int argc, char *argv[])
 	}
 	if (optind != argc)
 		usage();
-
 	if ((conf = calloc(1, sizeof(*conf))) == NULL)
 		fatal("calloc");
-	if (parse_config(file, conf) == -1)
+
+	if (child != NULL) {
+		/* a re-executed child: the parent has the rest to say */
+		if ((t = proc_type(child)) == PROC_MAX)
+			usage();
+		log_init(debug, verbose);
+		proc_child(t, instance, conf, &peers);
+		switch (t) {
+		case PROC_SMTP:
+			listener_main(conf, &peers);
+		case PROC_AUTH:
+			auth_main(conf, &peers);
+		case PROC_QUEUE:
+			queue_main(conf, &peers);
+		case PROC_CRYPTO:
+			crypto_main(conf, &peers);
+		default:
+			usage();
+		}
+	}
+
+	if ((env.text = file_read(file, CONF_MAX, &env.textlen)) == NULL) {
+		fprintf(stderr, "%s: %s\n", file, strerror(errno));
+		exit(1);
+	}
+	if (parse_config_mem(file, env.text, env.textlen, conf) == -1)
 		exit(1);
 	if (checkonly) {
 		fprintf(stderr, "configuration OK\n");
@@ -383,10 +561,12 @@ main(int argc, char *argv[])
 	if (control != NULL)
 		exit(control_client(conf, control));
 	env.conf = conf;
+	env.file = file;
 	log_init(debug, verbose);
+	log_procname("priv");
 
 	if (geteuid() == 0)
-		(void)empty_dir(conf->user);
+		check_empty_dir();
 	else
 		log_warnx("not started as root: no chroot and no change of "
 		    "user; the privilege separation is weaker");
@@ -394,54 +574,14 @@ main(int argc, char *argv[])
 	bind_listeners(conf);
 	if (!debug && daemon(0, 0) == -1)
 		fatal("daemon");
-
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
-	    lq) == -1 || socketpair(AF_UNIX,
-	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, la) == -1)
-		fatal("socketpair");
-	for (i = 0; i < P_COUNT; i++)
-		if (socketpair(AF_UNIX,
-		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
-		    fds[i]) == -1)
-			fatal("socketpair");
 	signal(SIGPIPE, SIG_IGN);
-	/* held until the parent's handlers are in place; children unblock */
-	sigemptyset(&mask);
-	for (i = 0; i < 4; i++)
-		sigaddset(&mask, sigs[i]);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	/* the queue and auth first: the listener needs both at once */
-	env.pid[P_AUTH] = start_child(P_AUTH, fds, lq, la);
-	env.pid[P_QUEUE] = start_child(P_QUEUE, fds, lq, la);
-	env.pid[P_LISTENER] = start_child(P_LISTENER, fds, lq, la);
 
+	start_children();
 	setproctitle("[priv]");
-	log_procname("priv");
-	close(lq[0]);
-	close(lq[1]);
-	close(la[0]);
-	close(la[1]);
-	TAILQ_FOREACH(lc, &conf->listeners, entry)
-		close(lc->fd);
-
-	if ((env.base = event_base_new()) == NULL)
-		fatalx("event_base_new");
-	for (i = 0; i < P_COUNT; i++) {
-		close(fds[i][1]);
-		env.ipc[i] = ipc_new(env.base, fds[i][0], pname[i],
-		    parent_dispatch, NULL);
-	}
-	for (i = 0; i < 4; i++) {
-		sev[i] = evsignal_new(env.base, sigs[i], signal_cb, NULL);
-		if (sev[i] == NULL || evsignal_add(sev[i], NULL) == -1)
-			fatalx("evsignal");
-	}
-	sigprocmask(SIG_UNBLOCK, &mask, NULL);
-	if (send_keypair() == -1) {
-		log_warnx("cannot start without a certificate and key");
+	if (send_keys() == -1) {
+		log_warnx("cannot start without a certificate and its key");
 		stop(1);
 	}
-	log_info("started, version %s", SMSUBMIT_VERSION);
 	event_base_dispatch(env.base);
 	return 0;
 }

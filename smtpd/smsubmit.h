@@ -27,6 +27,7 @@ struct event_base;
 #define SMSUBMIT_USER		"_smsubmit"
 #define SMSUBMIT_QUEUE_USER	"_smsubmitq"
 #define SMSUBMIT_QUEUE		"/var/spool/smsubmit"
+#define SMSUBMIT_EMPTY		"/var/empty"	/* chroot of [smtp], [crypto] */
 #define SMSUBMIT_SASL_APP	"smsubmit"
 
 #define SMTP_LINE_MAX		512	/* command line, with CRLF */
@@ -60,6 +61,7 @@ struct smsubmit_conf {
 	char			*tls_protocols;	/* libtls syntax */
 	char			*tls_ciphers;
 	char			 auth_mechs[AUTH_MECHS_MAX]; /* "PLAIN LOGIN" */
+	int			 auth_workers;	/* [auth] processes */
 	char			*sasl_config;	/* dir of smsubmit.conf */
 	int			 auth_max_failures;
 	time_t			 auth_delay_min;	/* before a failure */
@@ -89,6 +91,9 @@ struct smsubmit_conf {
 
 /* Defaults are filled in first; a file can override each. */
 int	 parse_config(const char *, struct smsubmit_conf *);
+/* The same from the file's text, read earlier (by the parent). */
+int	 parse_config_mem(const char *file, const char *text, size_t len,
+	    struct smsubmit_conf *);
 int	 cmdline_symset(const char *);
 void	 conf_free(struct smsubmit_conf *);
 
@@ -99,10 +104,27 @@ void	 conf_free(struct smsubmit_conf *);
  */
 enum msg_type {
 	IMSG_NONE,
+	/* parent -> every child, at start-up, in this order (proc.c) */
+	IMSG_CONF,		/* "sb" configuration file name, its text */
+	IMSG_PEER,		/* "uu" enum proc_type, instance; fd: channel */
+	IMSG_LISTEN,		/* "u" index of a "listen on"; fd: its socket */
+	IMSG_START,		/* "" all sent: set up and serve */
+	/* any child -> parent */
+	IMSG_READY,		/* "" set up and serving */
+	/* parent -> crypto */
+	IMSG_CRYPTO_KEY,	/* "bb" certificate chain, private key, PEM;
+				   wiped once used */
+	IMSG_CRYPTO_KEYS_END,	/* "" the keys sent replace those held */
+	/* crypto -> parent */
+	IMSG_CRYPTO_LOADED,	/* "u" keys now held */
+	/* listener -> crypto, answered at once (signer.c, crypto.c) */
+	IMSG_CRYPTO_RSA_SIGN,	/* "bbu" key id, input, padding */
+	IMSG_CRYPTO_EC_SIGN,	/* "bb" key id, digest */
+	/* crypto -> listener */
+	IMSG_CRYPTO_SIG,	/* "b" the signature; empty if refused */
 	/* parent -> listener */
 	IMSG_TLS_CERT,		/* "b" certificate chain, PEM */
-	IMSG_TLS_KEY,		/* "b" private key, PEM; wiped once used */
-	IMSG_TLS_READY,		/* "" cert and key sent: (re)configure TLS */
+	IMSG_TLS_READY,		/* "" certificates sent: (re)configure TLS */
 	/* auth -> listener */
 	IMSG_AUTH_MECHS,	/* "s" mechanisms usable, space separated */
 	/* listener -> auth */
@@ -147,10 +169,54 @@ enum queue_result {
 #define ENV_8BITMIME		0x01
 #define ENV_SMTPUTF8		0x02
 
-/* --- smsubmit.c: the parent --- */
+/* --- proc.c: starting a child, and what every child does first --- */
 
-/* Become a child: title, and as root: chroot (if root != NULL) and user. */
-void	 proc_setup(const char *title, const char *user, const char *root);
+enum proc_type {
+	PROC_PARENT,
+	PROC_SMTP,		/* [smtp], the listener */
+	PROC_AUTH,		/* [auth], Cyrus SASL */
+	PROC_QUEUE,		/* [queue] */
+	PROC_CRYPTO,		/* [crypto], the only holder of private keys */
+	PROC_MAX
+};
+
+#define PROC_FD			3	/* a child's channel to the parent */
+#define AUTH_WORKERS_MAX	16
+
+/* What a child is handed by the parent before it starts; -1: none. */
+struct proc_peers {
+	struct ipc		*parent;	/* open, not in an event loop */
+	int			 instance;
+	int			 listener;	/* auth, queue, crypto */
+	int			 queue;		/* listener */
+	int			 crypto;	/* listener */
+	int			 auth[AUTH_WORKERS_MAX];	/* listener */
+	int			 nauth;
+};
+
+const char *proc_name(enum proc_type);
+enum proc_type proc_type(const char *);
+/* Parent: fork and re-execute self as a child; returns its pid. */
+pid_t	 proc_spawn(enum proc_type, int instance, char *const extra_argv[],
+	    int *channel);
+/* Child, after exec: receive the configuration and channels. */
+void	 proc_child(enum proc_type, int instance, struct smsubmit_conf *,
+	    struct proc_peers *);
+/* As root: chroot to root (unless NULL) and become user for good. */
+void	 proc_drop(const char *user, const char *root);
+
+/* --- crypto.c: the key process --- */
+
+#define CRYPTO_KEYS_MAX		16	/* certificates held at once */
+#define CRYPTO_KEYID_LEN	32	/* SHA-256 of the public key (SPKI) */
+
+void	 crypto_main(struct smsubmit_conf *, struct proc_peers *)
+	    __attribute__((noreturn));
+
+/* --- signer.c: the listener's side of the key process --- */
+
+/* Route every private-key operation of this process to fd. */
+void	 signer_init(int fd);
 
 /* --- sandbox.c --- */
 
@@ -174,8 +240,6 @@ struct listener_env {
 	uint32_t		 nextid;
 	char			*cert;		/* PEM from the parent */
 	size_t			 certlen;
-	char			*key;
-	size_t			 keylen;
 };
 
 enum session_state {
@@ -244,7 +308,7 @@ struct session {
 	char			 add_date[96];
 };
 
-void	 listener_main(struct smsubmit_conf *, int parent, int auth, int queue)
+void	 listener_main(struct smsubmit_conf *, struct proc_peers *)
 	    __attribute__((noreturn));
 /* Called by the session once its STARTTLS reply is queued. */
 void	 listener_starttls(struct session *);
@@ -270,7 +334,7 @@ int	 session_mail_params(const char *, size_t maxsize, int *flags,
 
 /* --- auth.c --- */
 
-void	 auth_main(struct smsubmit_conf *, int parent, int listener)
+void	 auth_main(struct smsubmit_conf *, struct proc_peers *)
 	    __attribute__((noreturn));
 
 /* --- queue.c --- */
@@ -305,7 +369,7 @@ struct qmsg {
 	int			 nrcpts;
 };
 
-void	 queue_main(struct smsubmit_conf *, int parent, int listener)
+void	 queue_main(struct smsubmit_conf *, struct proc_peers *)
 	    __attribute__((noreturn));
 /* Called by the relay when an attempt at a message is over. */
 void	 queue_relay_done(struct qmsg *);

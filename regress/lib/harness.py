@@ -38,7 +38,7 @@ USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 DAEMON_USER = "_smsubmit"
 QUEUE_USER = "_smsubmitq"
 MESSAGE_SIZE = 2 * 1024 * 1024
-TITLES = ("[smtp]", "[auth]", "[queue]")
+TITLES = ("[smtp]", "[auth]", "[queue]", "[crypto]")
 
 # every daemon not yet stopped, and those made during the current test
 live = []
@@ -302,6 +302,7 @@ class Smsubmit:
         if not os.access(SMSUBMIT, os.X_OK):
             raise RuntimeError("%s is not built" % SMSUBMIT)
         self.logf = open(self.log_path, "ab")
+        self._log_start = len(self.log())
         self.logf.write(b"--- harness: starting smsubmit\n")
         self.logf.flush()
         argv = [SMSUBMIT, "-d", "-v", "-f", self.conf_path]
@@ -330,6 +331,16 @@ class Smsubmit:
                 pending.pop(0)
             except OSError:
                 time.sleep(0.05)
+        # every child says when it is set up; the parent then logs this
+        while not re.search(r"priv: started, version",
+                            self.log()[self._log_start:]):
+            if self.proc.poll() is not None:
+                raise RuntimeError("smsubmit exited with status %d at "
+                                   "startup" % self.proc.returncode)
+            if time.monotonic() > deadline:
+                raise RuntimeError("smsubmit not started after %ds" %
+                                   timeout)
+            time.sleep(0.05)
         self._note_children(2)
 
     def _note_children(self, wait):

@@ -71,6 +71,43 @@ def t_privsep_smtp_chroot(d):
     assert root == "/var/empty", root
 
 
+def t_privsep_crypto_user(d):
+    need_root()
+    runs_as(child(d, "[crypto]"), DAEMON_USER)
+
+
+def t_privsep_crypto_chroot(d):
+    need_root()
+    root = os.readlink("/proc/%d/root" % child(d, "[crypto]"))
+    assert root == "/var/empty", root
+
+
+def maps_base(pid):
+    """Where the smsubmit binary is mapped in pid."""
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            if line.rstrip().endswith("/smsubmit") or \
+                    "smsubmit-regress" in line or "(deleted)" in line:
+                return int(line.split("-")[0], 16)
+    raise AssertionError("no smsubmit mapping in %d" % pid)
+
+
+def t_privsep_children_reexecuted(d):
+    """Each child was re-executed: its own layout, not the parent's copy
+    (a fork alone would map the binary, heap and stack where the parent
+    has them)."""
+    need_root()
+    pids = [d.pid] + list(d.children().values())
+    bases = [maps_base(p) for p in pids]
+    assert len(set(bases)) == len(bases), \
+        "shared layouts: %s" % dict(zip(pids, map(hex, bases)))
+    stacks = []
+    for p in pids:
+        with open("/proc/%d/maps" % p) as f:
+            stacks += [l.split("-")[0] for l in f if "[stack]" in l]
+    assert len(set(stacks)) == len(pids), stacks
+
+
 def t_privsep_queue_chroot(d):
     need_root()
     root = os.readlink("/proc/%d/root" % child(d, "[queue]"))

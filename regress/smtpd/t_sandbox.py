@@ -86,7 +86,7 @@ def t_sandbox_violation_kills_daemon():
             raise AssertionError("the listener answered XSANDBOX: %s" % r)
         except Closed:
             pass
-        d.wait_log(r"listener process killed by its sandbox: forbidden "
+        d.wait_log(r"smtp process killed by its sandbox: forbidden "
                    r"system call openat\b", 10)
         try:
             status = d.proc.wait(15)

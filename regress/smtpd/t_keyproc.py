@@ -1,0 +1,262 @@
+"""The TLS private key lives in [crypto] alone (SPEC section 2, issue 10).
+
+The listener is given the certificate and a fake key; every signature of
+its handshakes is made by the key process.  These tests do handshakes with
+RSA and ECDSA keys, TLS 1.2 and 1.3, on both kinds of listener, then read
+the listener's whole writable memory as root and look for the key in
+every form it could take there (PEM text, DER, the raw private numbers in
+either byte order).  The same scan must find the key in a process that
+holds it the ordinary way, or it proves nothing: the key process itself,
+and an openssl s_server loaded with the key.
+"""
+
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+import harness
+from harness import Smsubmit, need_root, run
+
+TIMEOUT = 120
+
+
+def make_key(d, kind):
+    """A certificate and key of kind "rsa" or "ec" in the daemon's dir."""
+    cert = os.path.join(d.dir, "%s-cert.pem" % kind)
+    key = os.path.join(d.dir, "%s-key.pem" % kind)
+    newkey = ["-newkey", "rsa:2048"] if kind == "rsa" else \
+        ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    run(["openssl", "req", "-x509", "-nodes", "-days", "30", "-subj",
+         "/CN=" + harness.HOSTNAME, "-addext",
+         "subjectAltName=DNS:%s,IP:127.0.0.1" % harness.HOSTNAME,
+         "-keyout", key, "-out", cert] + newkey)
+    os.chmod(key, 0o600)
+    return cert, key
+
+
+def daemon(kind):
+    d = Smsubmit(start=False, name="keyproc")
+    d.cert, d.key = make_key(d, kind)
+    d.conf_text = re.sub(r"(?m)^tls certificate .*$",
+                         'tls certificate "%s" key "%s"' % (d.cert, d.key),
+                         d.conf_text)
+    with open(d.conf_path, "w") as f:
+        f.write(d.conf_text)
+    d.start()
+    return d
+
+
+def secrets(keyfile):
+    """Every form of the private key that could sit in memory: name ->
+    bytes."""
+    with open(keyfile, "rb") as f:
+        pem = f.read()
+    body = b"".join(l for l in pem.splitlines() if not l.startswith(b"-"))
+    der = run(["openssl", "pkey", "-in", keyfile, "-outform", "DER"]).stdout
+    text = run(["openssl", "pkey", "-in", keyfile, "-text",
+                "-noout"]).stdout.decode()
+    out = {}
+    fields = {}
+    name = None
+    for line in text.splitlines():
+        m = re.match(r"^(\w+):\s*(.*)$", line)
+        if m:
+            name = m.group(1)
+            fields[name] = m.group(2).strip()
+        elif name and line.startswith(" "):
+            fields[name] += line.strip()
+    for field in ("priv", "prime1", "prime2", "privateExponent"):
+        if field not in fields:
+            continue
+        n = bytes.fromhex(fields[field].replace(":", ""))
+        n = n.lstrip(b"\0")
+        out[field + " (big-endian)"] = n
+        out[field + " (little-endian)"] = n[::-1]
+    assert any(k.startswith("priv") or k.startswith("prime") for k in out), \
+        "no private numbers read from %s: %s" % (keyfile, text[:200])
+    # the DER and PEM forms of the secret number alone (the public key
+    # is in them too, and in the certificate the listener holds)
+    secret = out.get("priv (big-endian)") or out["prime1 (big-endian)"]
+    off = der.index(secret)
+    out["DER"] = der[off:off + 24]
+    first = (off + 2) // 3        # the first base64 group inside it
+    out["PEM text"] = body[first * 4:first * 4 + 24]
+    return out
+
+
+def writable_memory(pid):
+    """The bytes of every writable mapping of pid (root only)."""
+    chunks = []
+    with open("/proc/%d/maps" % pid) as maps, \
+            open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            addr, perms = line.split()[:2]
+            if "w" not in perms:
+                continue
+            lo, hi = (int(x, 16) for x in addr.split("-"))
+            try:
+                mem.seek(lo)
+                chunks.append(mem.read(hi - lo))
+            except (OSError, ValueError, OverflowError):
+                pass  # e.g. [vvar]
+    data = b"".join(chunks)
+    assert len(data) > 100000, "read only %d octets of %d" % (len(data), pid)
+    return data
+
+
+def found(pid, needles):
+    mem = writable_memory(pid)
+    return sorted(k for k, v in needles.items() if v in mem)
+
+
+def handshake(d, kind, version):
+    """A full TLS + AUTH session of the given version on port kind."""
+    c = harness.Client("127.0.0.1", d.port(kind), tls=False,
+                       cafile=d.cert, greet=(kind == "starttls"))
+    ctx = ssl.create_default_context(cafile=d.cert)
+    ctx.minimum_version = ctx.maximum_version = version
+    if kind == "starttls":
+        c.ehlo()
+        harness.expect(c.cmd("STARTTLS"), 220)
+    c.sock = ctx.wrap_socket(c.sock, server_hostname=harness.HOSTNAME)
+    c.tls = True
+    if kind == "tls":
+        harness.expect(c.reply(), 220)
+    c.ehlo()
+    harness.expect(c.auth_plain("alice", "alice-pw"), 235, "2.7.0")
+    want = "TLSv1.3" if version == ssl.TLSVersion.TLSv1_3 else "TLSv1.2"
+    assert c.version() == want, (c.version(), want)
+    return c
+
+
+VERSIONS = (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3)
+
+
+def check_key_kind(kind):
+    need_root()
+    with daemon(kind) as d:
+        open_sessions = [handshake(d, port, v)
+                         for port in ("tls", "starttls") for v in VERSIONS]
+        qid = open_sessions[0].send_message(
+            "alice@example.org", ["bob@example.org"],
+            b"Subject: signed by crypto\r\n\r\nx\r\n")
+        d.wait_message(qid)
+        needles = secrets(d.key)
+        kids = d.children()
+        leaked = found(kids["[smtp]"], needles)
+        assert not leaked, "[smtp] memory holds the private key: %s" % leaked
+        # the scanner works: the process that signs holds the key
+        held = found(kids["[crypto]"], needles)
+        assert any("priv" in k or "prime" in k for k in held), \
+            "the scan finds no key even in [crypto]: %s" % held
+        for c in open_sessions:
+            c.quit()
+        assert "signature refused" not in d.log()
+
+
+def t_keyproc_rsa_handshakes_key_never_in_listener():
+    check_key_kind("rsa")
+
+
+def t_keyproc_ecdsa_handshakes_key_never_in_listener():
+    check_key_kind("ec")
+
+
+def t_keyproc_scan_finds_key_in_a_server_holding_it():
+    """Negative control: the old path (a TLS server that loads the key
+    itself, as the listener did) is found by the same scan."""
+    need_root()
+    d = Smsubmit(start=False, name="keyproc")
+    try:
+        cert, key = make_key(d, "ec")
+        port = harness.free_port()
+        p = subprocess.Popen(["openssl", "s_server", "-quiet", "-accept",
+                              "127.0.0.1:%d" % port, "-cert", cert, "-key",
+                              key, "-naccept", "1"],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    s = socket.create_connection(("127.0.0.1", port), 1)
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "no s_server"
+                    time.sleep(0.05)
+            ctx = ssl.create_default_context(cafile=cert)
+            with ctx.wrap_socket(s, server_hostname=harness.HOSTNAME):
+                held = found(p.pid, secrets(key))
+            assert any("priv" in k for k in held), held
+        finally:
+            p.kill()
+            p.wait()
+    finally:
+        d.stop()
+
+
+def t_keyproc_reload_swaps_certificate_and_key():
+    """SIGHUP with a new certificate and key (RSA to ECDSA): new sessions
+    are signed with the new key, a session in flight goes on."""
+    need_root()
+    with daemon("rsa") as d:
+        old = d.session("tls")
+        cert, key = make_key(d, "ec")
+        os.replace(cert, d.cert)
+        os.replace(key, d.key)
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"crypto: 1 private key loaded(.|\n)*"
+                   r"crypto: 1 private key loaded")
+        d.wait_log(r"TLS certificate reloaded")
+        for port in ("tls", "starttls"):
+            c = handshake(d, port, ssl.TLSVersion.TLSv1_2)
+            assert "ECDSA" in c.sock.cipher()[0], c.sock.cipher()
+            c.quit()
+        qid = old.send_message("alice@example.org", ["bob@example.org"],
+                               b"Subject: in flight\r\n\r\nx\r\n")
+        d.wait_message(qid)
+        assert not found(d.children()["[smtp]"], secrets(d.key))
+
+
+def t_keyproc_key_not_matching_certificate_refuses_start():
+    need_root()
+    d = Smsubmit(start=False, name="keyproc")
+    try:
+        _, other = make_key(d, "rsa")
+        d.conf_text = re.sub(r'key "[^"]*"', 'key "%s"' % other, d.conf_text)
+        with open(d.conf_path, "w") as f:
+            f.write(d.conf_text)
+        d.upstream.start()
+        try:
+            d.start_daemon(timeout=10)
+        except RuntimeError:
+            pass
+        deadline = time.monotonic() + 20
+        while d.alive():
+            assert time.monotonic() < deadline, "still running"
+            time.sleep(0.1)
+        assert d.proc.returncode == 1, d.proc.returncode
+        log = d.log()
+        assert "the key does not match the certificate" in log, log
+        assert "started" not in log, log
+    finally:
+        d.stop()
+
+
+def t_keyproc_killed_stops_daemon():
+    with Smsubmit(name="keyproc") as d:
+        pid = d.children()["[crypto]"]
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while d.alive():
+            assert time.monotonic() < deadline, \
+                "daemon survived its key process"
+            time.sleep(0.1)
+        assert d.proc.returncode == 1, d.proc.returncode
+        assert re.search(r"crypto process killed by signal 9", d.log())
+        d.kill_leftovers(wait=5)
+        assert not getattr(d, "leftovers", [])
