@@ -11,18 +11,24 @@
 
 #include "log.h"
 
-static int	 log_foreground = 1;
+static int	 log_foreground_flag = 1;
 static int	 log_verbose;
 static const char *log_name = "smsubmit";
 
 void
 log_init(int foreground, int verbose)
 {
-	log_foreground = foreground;
+	log_foreground_flag = foreground;
 	log_verbose = verbose;
 	if (!foreground)
 		openlog("smsubmit", LOG_PID | LOG_NDELAY, LOG_MAIL);
 	tzset();
+}
+
+int
+log_foreground(void)
+{
+	return log_foreground_flag;
 }
 
 void
@@ -50,7 +56,7 @@ log_vwrite(int pri, const char *fmt, va_list ap)
 	int	 saved = errno;
 
 	vsnprintf(line, sizeof(line), fmt, ap);
-	if (log_foreground) {
+	if (log_foreground_flag) {
 		fprintf(stderr, "%s: %s\n", log_name, line);
 		fflush(stderr);
 	} else

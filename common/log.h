@@ -12,6 +12,7 @@
 
 void	log_init(int foreground, int verbose);
 void	log_procname(const char *);
+int	log_foreground(void);	/* to stderr, not syslog */
 void	log_setverbose(int);
 int	log_getverbose(void);
 void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));

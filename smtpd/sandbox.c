@@ -9,6 +9,9 @@
  * says the same with promises.
  */
 #include <sys/types.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -29,14 +32,13 @@ static int	 report_fd = -1;
 /* Every child: memory, time, randomness, its sockets, libevent. */
 static const char *base_calls[] = {
 	"read", "write", "readv", "writev", "close", "exit", "exit_group",
-	"rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "brk", "mmap",
-	"munmap", "mremap", "mprotect", "madvise", "epoll_wait",
+	"rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "brk",
+	"munmap", "mremap", "madvise", "epoll_wait",
 	"epoll_pwait", "epoll_ctl", "clock_gettime", "gettimeofday", "time",
 	"getpid", "gettid", "getrandom", "recvmsg", "sendmsg", "sendto",
 	"recvfrom", "fstat", "newfstatat", "fcntl", "futex", "lseek", "poll",
 	"ppoll", "restart_syscall", "sched_yield", "getuid", "geteuid",
-	"getgid", "getegid", "ioctl", "tgkill", "clock_nanosleep",
-	"nanosleep", NULL
+	"getgid", "getegid", "clock_nanosleep", "nanosleep", NULL
 };
 
 /* The listener: accept and talk on sockets it has; no files, no exec. */
@@ -86,7 +88,7 @@ __asan_default_options(void)
 
 static const char *sanitizer_calls[] = {
 	"sigaltstack", "prctl", "sched_getaffinity", "mincore", "getppid",
-	"arch_prctl", NULL
+	"arch_prctl", "tgkill", NULL
 };
 #endif
 
@@ -123,6 +125,29 @@ allow(scmp_filter_ctx ctx, const char **calls)
 	}
 }
 
+/*
+ * Memory may be mapped and protected, but never executable: code that
+ * got in cannot be made to run.  Nothing loads code after set-up.
+ */
+static void
+allow_memory(scmp_filter_ctx ctx)
+{
+	if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
+	    SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)) < 0 ||
+	    seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
+	    SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)) < 0)
+		fatalx("seccomp_rule_add mmap");
+}
+
+static void
+limit(int resource, rlim_t n, const char *what)
+{
+	struct rlimit	 rl = { n, n };
+
+	if (setrlimit(resource, &rl) == -1)
+		fatal("setrlimit %s", what);
+}
+
 void
 sandbox_enter(const char *proc, int parentfd)
 {
@@ -137,16 +162,35 @@ sandbox_enter(const char *proc, int parentfd)
 	if (sigaction(SIGSYS, &sa, NULL) == -1)
 		fatal("sigaction SIGSYS");
 
+	/*
+	 * No child forks.  The key process never writes a file, but with -d
+	 * its log lines go to stderr, which may be one.
+	 */
+	limit(RLIMIT_NPROC, 0, "RLIMIT_NPROC");
+	if (strcmp(proc, "crypto") == 0 && !log_foreground())
+		limit(RLIMIT_FSIZE, 0, "RLIMIT_FSIZE");
+
 	if ((ctx = seccomp_init(SCMP_ACT_TRAP)) == NULL)
 		fatalx("seccomp_init");
-	if (seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1) < 0)
-		fatalx("seccomp no_new_privs");
+	/*
+	 * Only the native architecture: a call made through another ABI
+	 * (i386 or x32 on amd64) has other numbers and would slip past.
+	 */
+	if (seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1) < 0 ||
+	    seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
+	    SCMP_ACT_KILL_PROCESS) < 0)
+		fatalx("seccomp attributes");
 	allow(ctx, base_calls);
+	allow_memory(ctx);
 	if (strcmp(proc, "smtp") == 0)
 		allow(ctx, listener_calls);
-	else if (strcmp(proc, "queue") == 0)
+	else if (strcmp(proc, "queue") == 0) {
 		allow(ctx, queue_calls);
-	else if (strcmp(proc, "auth") == 0)
+		/* libevent sizes its socket reads with FIONREAD, no more */
+		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+		    SCMP_A1(SCMP_CMP_EQ, FIONREAD)) < 0)
+			fatalx("seccomp_rule_add ioctl");
+	} else if (strcmp(proc, "auth") == 0)
 		allow(ctx, auth_calls);
 	else if (strcmp(proc, "crypto") == 0)
 		;	/* signs with what it holds: the base set is all */

@@ -10,11 +10,16 @@
  * answer comes back, so replies stay in order.
  */
 #include <sys/types.h>
+#ifdef SMSUBMIT_REGRESS
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#endif
 
 #include <ctype.h>
 #include <errno.h>
 #include <event.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -802,17 +807,39 @@ cmd_expn(struct session *s, const char *arg)
 
 #ifdef SMSUBMIT_REGRESS
 /*
- * Only in the binary built for the tests: open a file, which the
- * listener's sandbox forbids, to prove that it is enforced.
+ * Only in the binary built for the tests: make a call the listener's
+ * sandbox forbids, to prove that it is enforced.  The argument says
+ * which: open(2) by default, EXEC an executable mapping, IOCTL a terminal
+ * ioctl, KILL tgkill(2), ARCH a call through the i386 ABI.
  */
 static void
 cmd_xsandbox(struct session *s, const char *arg)
 {
+	void	*p;
 	int	 fd;
 
-	if ((fd = open("/etc/hostname", O_RDONLY | O_CLOEXEC)) != -1)
+	if (strcasecmp(arg, "EXEC") == 0) {
+		p = mmap(NULL, 4096, PROT_READ | PROT_EXEC,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p != MAP_FAILED)
+			munmap(p, 4096);
+	} else if (strcasecmp(arg, "IOCTL") == 0) {
+		struct winsize ws;
+
+		(void)ioctl(s->fd, TIOCGWINSZ, &ws);
+	} else if (strcasecmp(arg, "KILL") == 0)
+		(void)raise(SIGURG);
+#if defined(__x86_64__)
+	else if (strcasecmp(arg, "ARCH") == 0) {
+		long	 r;
+
+		/* getpid is 20 in the i386 table */
+		__asm__ volatile ("int $0x80" : "=a"(r) : "a"(20L) : "memory");
+	}
+#endif
+	else if ((fd = open("/etc/hostname", O_RDONLY | O_CLOEXEC)) != -1)
 		close(fd);
-	session_reply(s, "250 2.0.0 The sandbox let open(2) through");
+	session_reply(s, "250 2.0.0 The sandbox let it through");
 }
 #endif
 

@@ -64,6 +64,12 @@ def need_root():
         raise Skip("not root")
 
 
+def sanitized(binary=None):
+    """True if the daemon under test is an ASan/UBSan build."""
+    p = subprocess.run(["ldd", binary or SMSUBMIT], capture_output=True)
+    return b"libasan" in p.stdout or b"libubsan" in p.stdout
+
+
 def have_ipv6():
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
