@@ -154,11 +154,12 @@ key_add(const uint8_t *cert, size_t certlen, const uint8_t *pem,
 }
 
 static void
-keys_end(void)
+keys_end(uint32_t expected)
 {
 	uint32_t	 n = 0;
 
-	if (env.load_failed || env.loading.n == 0) {
+	if (env.load_failed || env.loading.n == 0 ||
+	    (uint32_t)env.loading.n != expected) {
 		keyset_clear(&env.loading);
 		log_warnx("new keys refused, keeping %d", env.cur.n);
 	} else {
@@ -178,6 +179,7 @@ parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
 	const uint8_t	*cert, *pem;
 	size_t		 certlen, pemlen;
+	uint32_t	 expected;
 
 	if (msg == NULL)
 		fatalx("parent went away");
@@ -193,9 +195,9 @@ parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 		explicit_bzero((void *)msg->data, msg->len);
 		break;
 	case IMSG_CRYPTO_KEYS_END:
-		if (ipc_unpack(msg, "") == -1)
+		if (ipc_unpack(msg, "u", &expected) == -1)
 			fatalx("bad CRYPTO_KEYS_END from parent");
-		keys_end();
+		keys_end(expected);
 		break;
 	default:
 		fatalx("unexpected message %u from parent", msg->type);

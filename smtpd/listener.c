@@ -459,8 +459,21 @@ start_accepting(void)
 /* In libtls, but not in the header of every version of it. */
 int	tls_config_use_fake_private_key(struct tls_config *);
 
+/* The other certificates, chosen by libtls for the client's SNI. */
+static int
+add_keypairs(struct tls_config *cfg)
+{
+	int	 i;
+
+	for (i = 1; i < env.ncerts; i++)
+		if (tls_config_add_keypair_mem(cfg, (uint8_t *)env.cert[i],
+		    env.certlen[i], NULL, 0) == -1)
+			return -1;
+	return 0;
+}
+
 /*
- * The listener gets the certificate only.  libtls is told the private key
+ * The listener gets the certificates only.  libtls is told the private key
  * is elsewhere: every operation that needs it goes to the key process
  * (signer.c), so a memory disclosure here cannot reveal the key.
  */
@@ -472,7 +485,7 @@ tls_setup(void)
 	uint32_t		 protocols;
 	int			 first = env.tls == NULL;
 
-	if (env.cert == NULL)
+	if (env.ncerts == 0)
 		fatalx("TLS_READY without a certificate");
 	if ((cfg = tls_config_new()) == NULL || (ctx = tls_server()) == NULL)
 		fatalx("tls_config_new");
@@ -481,8 +494,8 @@ tls_setup(void)
 	    tls_config_set_protocols(cfg, protocols) == -1 ||
 	    tls_config_set_ciphers(cfg, env.conf->tls_ciphers) == -1 ||
 	    tls_config_use_fake_private_key(cfg) == -1 ||
-	    tls_config_set_cert_mem(cfg, (uint8_t *)env.cert,
-	    env.certlen) == -1 ||
+	    tls_config_set_cert_mem(cfg, (uint8_t *)env.cert[0],
+	    env.certlen[0]) == -1 || add_keypairs(cfg) == -1 ||
 	    tls_configure(ctx, cfg) == -1) {
 		const char *err = tls_config_error(cfg) ?
 		    tls_config_error(cfg) : tls_error(ctx);
@@ -500,8 +513,8 @@ tls_setup(void)
 		log_info("TLS certificate %s", first ? "loaded" : "reloaded");
 	}
 	tls_config_free(cfg);
-	free(env.cert);
-	env.cert = NULL;
+	while (env.ncerts > 0)
+		free(env.cert[--env.ncerts]);
 	if (first && env.tls != NULL) {
 		start_accepting();
 		ipc_send(env.parent, IMSG_READY, 0, -1, "");
@@ -512,6 +525,7 @@ static void
 parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
 	const uint8_t	*data;
+	size_t		 len;
 
 	if (msg == NULL)
 		fatalx("parent went away");
@@ -519,13 +533,13 @@ parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 		fatalx("unexpected descriptor from parent");
 	switch (msg->type) {
 	case IMSG_TLS_CERT:
-		if (ipc_unpack(msg, "b", &data, &env.certlen) == -1 ||
-		    env.certlen == 0)
+		if (env.ncerts == CRYPTO_KEYS_MAX || ipc_unpack(msg, "b", &data,
+		    &len) == -1 || len == 0)
 			fatalx("bad TLS_CERT from parent");
-		free(env.cert);
-		if ((env.cert = malloc(env.certlen)) == NULL)
+		if ((env.cert[env.ncerts] = malloc(len)) == NULL)
 			fatal("malloc");
-		memcpy(env.cert, data, env.certlen);
+		memcpy(env.cert[env.ncerts], data, len);
+		env.certlen[env.ncerts++] = len;
 		break;
 	case IMSG_TLS_READY:
 		if (ipc_unpack(msg, "") == -1)

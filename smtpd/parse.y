@@ -100,6 +100,7 @@ static int	 check_user(const char *, const char *);
 static int	 mechs_add(const char *);
 static int	 listen_add(const char *, int, int);
 static int	 relay_set(const char *, int);
+static int	 keypair_add(const char *, const char *);
 static int	 symset(const char *, const char *, int);
 static const char *symget(const char *);
 static int	 valid_symname(const char *);
@@ -227,10 +228,8 @@ port		: string {
 
 tls		: TLS CERTIFICATE string KEY string {
 			if (check_path("certificate", $3) == -1 ||
-			    check_path("key", $5) == -1)
-				YYERROR;
-			if (set_string(&in.conf->tls_cert, $3) == -1 ||
-			    set_string(&in.conf->tls_key, $5) == -1)
+			    check_path("key", $5) == -1 ||
+			    keypair_add($3, $5) == -1)
 				YYERROR;
 		}
 		| TLS PROTOCOLS string {
@@ -1326,6 +1325,7 @@ conf_defaults(struct smsubmit_conf *conf)
 {
 	memset(conf, 0, sizeof(*conf));
 	TAILQ_INIT(&conf->listeners);
+	TAILQ_INIT(&conf->keypairs);
 
 	if (gethostname(conf->hostname, sizeof(conf->hostname)) == -1 ||
 	    conf->hostname[0] == '\0')
@@ -1419,6 +1419,7 @@ parse_config(const char *file, struct smsubmit_conf *conf)
 		fprintf(stderr, "%s: %s\n", file, strerror(errno));
 		memset(conf, 0, sizeof(*conf));
 		TAILQ_INIT(&conf->listeners);
+		TAILQ_INIT(&conf->keypairs);
 		return -1;
 	}
 	return parse_fp(fp, file, conf);
@@ -1439,9 +1440,48 @@ parse_config_mem(const char *file, const char *text, size_t len,
 		fprintf(stderr, "%s: %s\n", file, strerror(errno));
 		memset(conf, 0, sizeof(*conf));
 		TAILQ_INIT(&conf->listeners);
+		TAILQ_INIT(&conf->keypairs);
 		return -1;
 	}
 	return parse_fp(fp, file, conf);
+}
+
+/*
+ * Certificates are repeatable: the first is the default, the others are
+ * chosen by libtls when the client's SNI names a host they cover.
+ */
+static int
+keypair_add(const char *cert, const char *key)
+{
+	struct keypair_conf	*kp;
+	int			 n = 0;
+
+	TAILQ_FOREACH(kp, &in.conf->keypairs, entry) {
+		if (strcmp(kp->cert, cert) == 0) {
+			conf_err("certificate \"%s\" given twice", cert);
+			return -1;
+		}
+		n++;
+	}
+	if (n == CRYPTO_KEYS_MAX) {
+		conf_err("more than %d certificates", CRYPTO_KEYS_MAX);
+		return -1;
+	}
+	if ((kp = calloc(1, sizeof(*kp))) == NULL ||
+	    (kp->cert = strdup(cert)) == NULL ||
+	    (kp->key = strdup(key)) == NULL) {
+		if (kp != NULL)
+			free(kp->cert);
+		free(kp);
+		conf_err("out of memory");
+		return -1;
+	}
+	TAILQ_INSERT_TAIL(&in.conf->keypairs, kp, entry);
+	if (n == 0) {
+		in.conf->tls_cert = kp->cert;
+		in.conf->tls_key = kp->key;
+	}
+	return 0;
 }
 
 /* Frees what parse_config() allocated; the struct itself is the caller's. */
@@ -1449,13 +1489,18 @@ void
 conf_free(struct smsubmit_conf *conf)
 {
 	struct listen_conf	*lc;
+	struct keypair_conf	*kp;
 
 	while ((lc = TAILQ_FIRST(&conf->listeners)) != NULL) {
 		TAILQ_REMOVE(&conf->listeners, lc, entry);
 		free(lc);
 	}
-	free(conf->tls_cert);
-	free(conf->tls_key);
+	while ((kp = TAILQ_FIRST(&conf->keypairs)) != NULL) {
+		TAILQ_REMOVE(&conf->keypairs, kp, entry);
+		free(kp->cert);
+		free(kp->key);
+		free(kp);
+	}
 	free(conf->tls_protocols);
 	free(conf->tls_ciphers);
 	free(conf->sasl_config);

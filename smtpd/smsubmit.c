@@ -57,8 +57,10 @@ static struct {
 	int			 stopping;
 	int			 status;
 	struct event		*killer;
-	char			*cert;		/* until the key process has */
-	size_t			 certlen;	/* the matching key */
+	char			*cert[CRYPTO_KEYS_MAX];	/* until the key */
+	size_t			 certlen[CRYPTO_KEYS_MAX]; /* process has the */
+	int			 ncerts;		/* matching keys */
+	int			 loading;	/* keys sent, no answer yet */
 	char			*extra[EXTRA_ARGV_MAX];	/* for children */
 	int			 nextra;
 } env;
@@ -143,40 +145,56 @@ child_of(enum proc_type t, int instance)
 	return NULL;
 }
 
+static void
+certs_free(void)
+{
+	while (env.ncerts > 0)
+		free(env.cert[--env.ncerts]);
+}
+
 /*
- * Read the certificate and key.  The key goes to the key process alone;
- * the certificate follows to the listener once that process has taken
- * the key (IMSG_CRYPTO_LOADED), so no handshake is signed with a key it
+ * Read every certificate and key.  The keys go to the key process alone;
+ * the certificates follow to the listener once that process has taken
+ * the keys (IMSG_CRYPTO_LOADED), so no handshake is signed with a key it
  * does not hold yet.
  */
 static int
 send_keys(void)
 {
-	struct child	*crypto = child_of(PROC_CRYPTO, 0);
-	char		*cert, *key;
-	size_t		 certlen, keylen;
+	struct child		*crypto = child_of(PROC_CRYPTO, 0);
+	struct keypair_conf	*kp;
+	char			*cert, *key;
+	size_t			 certlen, keylen;
 
-	if (env.cert != NULL) {
+	if (env.loading) {
 		log_warnx("certificates are being loaded already");
 		return -1;
 	}
-	if ((cert = file_read(env.conf->tls_cert, KEYPAIR_MAX, &certlen)) ==
-	    NULL) {
-		log_warn("certificate %s", env.conf->tls_cert);
-		return -1;
+	env.loading = 1;
+	TAILQ_FOREACH(kp, &env.conf->keypairs, entry) {
+		if ((cert = file_read(kp->cert, KEYPAIR_MAX, &certlen)) ==
+		    NULL) {
+			log_warn("certificate %s", kp->cert);
+			goto fail;
+		}
+		if ((key = file_read(kp->key, KEYPAIR_MAX, &keylen)) == NULL) {
+			log_warn("key %s", kp->key);
+			free(cert);
+			goto fail;
+		}
+		ipc_send(crypto->ipc, IMSG_CRYPTO_KEY, 0, -1, "bb", cert,
+		    certlen, key, keylen);
+		freezero(key, keylen + 1);
+		env.cert[env.ncerts] = cert;
+		env.certlen[env.ncerts++] = certlen;
 	}
-	if ((key = file_read(env.conf->tls_key, KEYPAIR_MAX, &keylen)) ==
-	    NULL) {
-		log_warn("key %s", env.conf->tls_key);
-		free(cert);
-		return -1;
-	}
-	ipc_send(crypto->ipc, IMSG_CRYPTO_KEY, 0, -1, "bb", cert, certlen,
-	    key, keylen);
-	ipc_send(crypto->ipc, IMSG_CRYPTO_KEYS_END, 0, -1, "");
-	freezero(key, keylen + 1);
-	env.cert = cert;
-	env.certlen = certlen;
+	ipc_send(crypto->ipc, IMSG_CRYPTO_KEYS_END, 0, -1, "u",
+	    (uint32_t)env.ncerts);
+	return 0;
+ fail:
+	/* a count that cannot match: what was sent is thrown away */
+	ipc_send(crypto->ipc, IMSG_CRYPTO_KEYS_END, 0, -1, "u", UINT32_MAX);
+	certs_free();
 	return 0;
 }
 
@@ -184,23 +202,24 @@ static void
 keys_loaded(uint32_t n)
 {
 	struct child	*smtp = child_of(PROC_SMTP, 0);
+	int		 i;
 
-	if (n == 0) {
-		free(env.cert);
-		env.cert = NULL;
+	env.loading = 0;
+	if (n == 0 || n != (uint32_t)env.ncerts) {
+		certs_free();
 		if (!env.started) {
 			log_warnx("cannot start without a certificate and "
 			    "its key");
 			stop(1);
 		} else
-			log_warnx("reload failed, keeping the old keypair");
+			log_warnx("reload failed, keeping the old keypairs");
 		return;
 	}
-	ipc_send(smtp->ipc, IMSG_TLS_CERT, 0, -1, "b", env.cert,
-	    env.certlen);
+	for (i = 0; i < env.ncerts; i++)
+		ipc_send(smtp->ipc, IMSG_TLS_CERT, 0, -1, "b", env.cert[i],
+		    env.certlen[i]);
 	ipc_send(smtp->ipc, IMSG_TLS_READY, 0, -1, "");
-	free(env.cert);
-	env.cert = NULL;
+	certs_free();
 }
 
 static void
@@ -357,12 +376,13 @@ parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 		    "system call %s", c->name, sandbox_syscall_name(nr));
 		return;
 	case IMSG_READY:
-		if (ipc_unpack(msg, "") == -1 || env.stopping)
+		if (ipc_unpack(msg, "") == -1)
 			break;
-		child_ready(c);
+		if (!env.stopping)
+			child_ready(c);
 		return;
 	case IMSG_CRYPTO_LOADED:
-		if (c->type != PROC_CRYPTO || env.cert == NULL ||
+		if (c->type != PROC_CRYPTO || !env.loading ||
 		    ipc_unpack(msg, "u", &nr) == -1)
 			break;
 		keys_loaded(nr);

@@ -53,10 +53,18 @@ struct listen_conf {
 };
 TAILQ_HEAD(listen_list, listen_conf);
 
+struct keypair_conf {
+	TAILQ_ENTRY(keypair_conf) entry;
+	char			*cert;		/* file names */
+	char			*key;
+};
+TAILQ_HEAD(keypair_list, keypair_conf);
+
 struct smsubmit_conf {
 	char			 hostname[HOST_NAME_MAX + 1];
 	struct listen_list	 listeners;
-	char			*tls_cert;	/* file names */
+	struct keypair_list	 keypairs;	/* the first is the default */
+	char			*tls_cert;	/* the first's file names */
 	char			*tls_key;
 	char			*tls_protocols;	/* libtls syntax */
 	char			*tls_ciphers;
@@ -114,7 +122,8 @@ enum msg_type {
 	/* parent -> crypto */
 	IMSG_CRYPTO_KEY,	/* "bb" certificate chain, private key, PEM;
 				   wiped once used */
-	IMSG_CRYPTO_KEYS_END,	/* "" the keys sent replace those held */
+	IMSG_CRYPTO_KEYS_END,	/* "u" that many keys sent replace those
+				   held (a count that differs: refuse) */
 	/* crypto -> parent */
 	IMSG_CRYPTO_LOADED,	/* "u" keys now held */
 	/* listener -> crypto, answered at once (signer.c, crypto.c) */
@@ -123,7 +132,8 @@ enum msg_type {
 	/* crypto -> listener */
 	IMSG_CRYPTO_SIG,	/* "b" the signature; empty if refused */
 	/* parent -> listener */
-	IMSG_TLS_CERT,		/* "b" certificate chain, PEM */
+	IMSG_TLS_CERT,		/* "b" certificate chain, PEM; repeated, the
+				   first is the default */
 	IMSG_TLS_READY,		/* "" certificates sent: (re)configure TLS */
 	/* auth -> listener */
 	IMSG_AUTH_MECHS,	/* "s" mechanisms usable, space separated */
@@ -238,8 +248,9 @@ struct listener_env {
 	int			 nsessions;
 	int			 stopping;
 	uint32_t		 nextid;
-	char			*cert;		/* PEM from the parent */
-	size_t			 certlen;
+	char			*cert[CRYPTO_KEYS_MAX];	/* PEM from the parent */
+	size_t			 certlen[CRYPTO_KEYS_MAX];
+	int			 ncerts;
 };
 
 enum session_state {
