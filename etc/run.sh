@@ -39,7 +39,7 @@ is_root() {
 
 # --- packages ---
 
-deps="build-essential pkg-config bison libtls-dev libsasl2-dev libbsd-dev
+deps="build-essential pkg-config bison libtls-dev libssl-dev libsasl2-dev libbsd-dev
 libevent-dev sasl2-bin libsasl2-modules libsasl2-modules-db swaks curl
 openssl python3 mandoc"
 
