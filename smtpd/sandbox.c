@@ -188,7 +188,7 @@ sandbox_enter(const char *proc, int parentfd)
 		allow(ctx, queue_calls);
 		/* libevent sizes its socket reads with FIONREAD, no more */
 		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-		    SCMP_A1(SCMP_CMP_EQ, FIONREAD)) < 0)
+		    SCMP_A1(SCMP_CMP_EQ, FIONREAD, 0)) < 0)
 			fatalx("seccomp_rule_add ioctl");
 	} else if (strcmp(proc, "auth") == 0)
 		allow(ctx, auth_calls);
