@@ -35,7 +35,7 @@ BUILD	 = .build-normal
 endif
 
 COMMON	 = common/log.o common/buf.o common/b64.o common/addr.o \
-	   common/ipc.o common/body.o common/file.o
+	   common/ipc.o common/body.o common/file.o common/proxy.o
 SMTPD	 = smtpd/smsubmit.o smtpd/proc.o smtpd/parse.o smtpd/listener.o \
 	   smtpd/session.o smtpd/signer.o smtpd/auth.o smtpd/queue.o \
 	   smtpd/relay.o smtpd/bounce.o smtpd/control.o smtpd/crypto.o \
