@@ -90,67 +90,27 @@ key_id(EVP_PKEY *pkey, uint8_t id[CRYPTO_KEYID_LEN])
 	return r == 1 && len == CRYPTO_KEYID_LEN ? 0 : -1;
 }
 
-/* No passphrase prompt: a protected key is refused, not waited for. */
-static int
-no_password(char *buf, int size, int rwflag, void *u)
-{
-	return 0;
-}
-
 static void
 key_add(const uint8_t *cert, size_t certlen, const uint8_t *pem,
     size_t pemlen)
 {
 	struct keyset	*ks = &env.loading;
 	EVP_PKEY	*pkey = NULL;
-	X509		*x509 = NULL;
-	BIO		*bio;
-	const char	*why = NULL;
-	int		 type;
+	const char	*why;
 
-	if (ks->n == CRYPTO_KEYS_MAX) {
+	if (ks->n == CRYPTO_KEYS_MAX)
 		why = "too many keys";
-		goto fail;
-	}
-	if ((bio = BIO_new_mem_buf(cert, certlen)) == NULL)
-		fatalx("BIO_new_mem_buf");
-	x509 = PEM_read_bio_X509(bio, NULL, no_password, NULL);
-	BIO_free(bio);
-	if ((bio = BIO_new_mem_buf(pem, pemlen)) == NULL)
-		fatalx("BIO_new_mem_buf");
-	pkey = PEM_read_bio_PrivateKey(bio, NULL, no_password, NULL);
-	BIO_free(bio);
-	if (x509 == NULL || pkey == NULL) {
-		why = x509 == NULL ? "no certificate" :
-		    "no private key (or one protected by a passphrase)";
-		goto fail;
-	}
-	type = EVP_PKEY_get_base_id(pkey);
-	if (type != EVP_PKEY_RSA && type != EVP_PKEY_EC) {
-		why = "neither an RSA nor an EC key";
-		goto fail;
-	}
-	if (type == EVP_PKEY_RSA && EVP_PKEY_get_bits(pkey) < 2048) {
-		why = "RSA key shorter than 2048 bits";
-		goto fail;
-	}
-	if (X509_check_private_key(x509, pkey) != 1) {
-		why = "the key does not match the certificate";
-		goto fail;
-	}
-	if (key_id(pkey, ks->key[ks->n].id) == -1) {
+	else if ((why = keypair_parse(cert, certlen, pem, pemlen,
+	    &pkey)) == NULL && key_id(pkey, ks->key[ks->n].id) == -1) {
 		why = "cannot encode the public key";
-		goto fail;
+		EVP_PKEY_free(pkey);
+	}
+	if (why != NULL) {
+		log_warnx("key refused: %s", why);
+		env.load_failed = 1;
+		return;
 	}
 	ks->key[ks->n++].pkey = pkey;
-	X509_free(x509);
-	return;
- fail:
-	log_warnx("key refused: %s", why);
-	ERR_clear_error();
-	EVP_PKEY_free(pkey);
-	X509_free(x509);
-	env.load_failed = 1;
 }
 
 static void

@@ -269,6 +269,7 @@ auth		: AUTH MECHANISMS mechlist {
 			if (check_path("sasl-config", $3) == -1 ||
 			    set_string(&in.conf->sasl_config, $3) == -1)
 				YYERROR;
+			in.conf->line.sasl_config = in.lineno;
 		}
 		| AUTH MAXFAILURES string {
 			long long	n;
@@ -335,6 +336,7 @@ queue		: QUEUE string {
 			if (check_path("queue", $2) == -1 ||
 			    set_string(&in.conf->queue_dir, $2) == -1)
 				YYERROR;
+			in.conf->line.queue_dir = in.lineno;
 		}
 		| QUEUE LIFETIME duration {
 			in.conf->queue_lifetime = $3;
@@ -352,6 +354,7 @@ queue		: QUEUE string {
 			if (check_user("queue user", $3) == -1 ||
 			    set_string(&in.conf->queue_user, $3) == -1)
 				YYERROR;
+			in.conf->line.queue_user = in.lineno;
 		}
 		;
 
@@ -413,6 +416,7 @@ user		: USER string {
 			if (check_user("user", $2) == -1 ||
 			    set_string(&in.conf->user, $2) == -1)
 				YYERROR;
+			in.conf->line.user = in.lineno;
 		}
 		;
 
@@ -1476,6 +1480,7 @@ keypair_add(const char *cert, const char *key)
 		conf_err("out of memory");
 		return -1;
 	}
+	kp->line = in.lineno;
 	TAILQ_INSERT_TAIL(&in.conf->keypairs, kp, entry);
 	if (n == 0) {
 		in.conf->tls_cert = kp->cert;

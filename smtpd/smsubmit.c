@@ -31,7 +31,6 @@
 #include "smsubmit.h"
 
 #define SHUTDOWN_GRACE	30	/* seconds before children are killed */
-#define KEYPAIR_MAX	(IPC_MAX_PAYLOAD / 2 - 16)	/* each of cert, key */
 #define CONF_MAX	(IPC_MAX_PAYLOAD - PATH_MAX - 16)
 #define CHILDREN_MAX	(AUTH_WORKERS_MAX + 3)
 #define EXTRA_ARGV_MAX	24
@@ -73,41 +72,6 @@ usage(void)
 	fprintf(stderr, "usage: smsubmit [-dnqQv] [-D macro=value] "
 	    "[-f file]\n");
 	exit(1);
-}
-
-/* The empty directory [smtp] and [crypto] are chrooted to: root's only. */
-static void
-check_empty_dir(void)
-{
-	struct stat	 st;
-
-	if (stat(SMSUBMIT_EMPTY, &st) == -1)
-		fatal("chroot directory %s", SMSUBMIT_EMPTY);
-	if (!S_ISDIR(st.st_mode) || st.st_uid != 0 ||
-	    (st.st_mode & (S_IWGRP | S_IWOTH)))
-		fatalx("chroot directory %s must be a directory owned by "
-		    "root and not writable by others", SMSUBMIT_EMPTY);
-}
-
-static void
-queue_dirs(struct smsubmit_conf *conf)
-{
-	static const char *sub[] = { "", "/tmp", "/queue", "/corrupt" };
-	struct passwd	*pw = NULL;
-	char		 path[PATH_MAX];
-	size_t		 i;
-
-	if (geteuid() == 0 && (pw = getpwnam(conf->queue_user)) == NULL)
-		fatalx("unknown user %s", conf->queue_user);
-	for (i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
-		if ((size_t)snprintf(path, sizeof(path), "%s%s",
-		    conf->queue_dir, sub[i]) >= sizeof(path))
-			fatalx("queue path too long");
-		if (mkdir(path, 0700) == -1 && errno != EEXIST)
-			fatal("mkdir %s", path);
-		if (pw != NULL && chown(path, pw->pw_uid, pw->pw_gid) == -1)
-			fatal("chown %s", path);
-	}
 }
 
 static void
@@ -575,6 +539,8 @@ main(int argc, char *argv[])
 	if (parse_config_mem(file, env.text, env.textlen, conf) == -1)
 		exit(1);
 	if (checkonly) {
+		if (check_config(file, conf, 0) > 0)
+			exit(1);
 		fprintf(stderr, "configuration OK\n");
 		exit(0);
 	}
@@ -585,12 +551,13 @@ main(int argc, char *argv[])
 	log_init(debug, verbose);
 	log_procname("priv");
 
-	if (geteuid() == 0)
-		check_empty_dir();
-	else
+	if (check_config(file, conf, 1) > 0) {
+		log_warnx("not started: the problems above must be fixed");
+		exit(1);
+	}
+	if (geteuid() != 0)
 		log_warnx("not started as root: no chroot and no change of "
 		    "user; the privilege separation is weaker");
-	queue_dirs(conf);
 	bind_listeners(conf);
 	if (!debug && daemon(0, 0) == -1)
 		fatal("daemon");

@@ -57,8 +57,17 @@ struct keypair_conf {
 	TAILQ_ENTRY(keypair_conf) entry;
 	char			*cert;		/* file names */
 	char			*key;
+	int			 line;		/* in the file */
 };
 TAILQ_HEAD(keypair_list, keypair_conf);
+
+/* Where a statement set a value, for check.c's messages; 0: a default. */
+struct conf_lines {
+	int			 user;
+	int			 queue_user;
+	int			 queue_dir;
+	int			 sasl_config;
+};
 
 struct smsubmit_conf {
 	char			 hostname[HOST_NAME_MAX + 1];
@@ -95,6 +104,7 @@ struct smsubmit_conf {
 	time_t			 timeout_data;
 	char			*user;
 	char			*queue_user;
+	struct conf_lines	 line;
 };
 
 /* Defaults are filled in first; a file can override each. */
@@ -218,6 +228,7 @@ void	 proc_drop(const char *user, const char *root);
 /* --- crypto.c: the key process --- */
 
 #define CRYPTO_KEYS_MAX		16	/* certificates held at once */
+#define KEYPAIR_MAX	(IPC_MAX_PAYLOAD / 2 - 16)	/* each of cert, key */
 #define CRYPTO_KEYID_LEN	32	/* SHA-256 of the public key (SPKI) */
 
 void	 crypto_main(struct smsubmit_conf *, struct proc_peers *)
@@ -392,6 +403,26 @@ void	 queue_relay_back(void);
 /* For the control socket: list the queue, or make all of it due now. */
 void	 queue_show(struct buf *);
 void	 queue_flush(struct buf *);
+
+/* --- keypair.c --- */
+
+struct evp_pkey_st;
+/*
+ * Why a PEM certificate and private key cannot serve, or NULL; then the
+ * key is stored in *pkey if pkey is not NULL.
+ */
+const char *keypair_parse(const uint8_t *cert, size_t, const uint8_t *key,
+	    size_t, struct evp_pkey_st **pkey);
+
+/* --- check.c: smsubmit -n, and every start --- */
+
+/*
+ * Check what the configuration names: users, certificates and keys, the
+ * chroot and queue directories (created with create), the SASL files as
+ * the auth user reads them.  Each problem is printed as "file:line: ...";
+ * the number of problems.
+ */
+int	 check_config(const char *file, struct smsubmit_conf *, int create);
 
 /* --- bounce.c --- */
 

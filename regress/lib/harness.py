@@ -290,6 +290,25 @@ class Smsubmit:
         with open(self.conf_path, "w") as f:
             f.write(self.conf_text)
 
+    def queue_owner(self):
+        """(uid, gid) the queue tree must have: the queue user's as root."""
+        if self.root:
+            pw = pwd.getpwnam(QUEUE_USER)
+        elif self.run_as:
+            pw = pwd.getpwnam(self.run_as)
+        else:
+            return os.getuid(), os.getgid()
+        return pw.pw_uid, pw.pw_gid
+
+    def make_queue(self):
+        """The queue tree as the daemon makes it (before start), to put
+        leftovers in."""
+        uid, gid = self.queue_owner()
+        for sub in ("", "/tmp", "/queue", "/corrupt"):
+            os.makedirs(self.queue + sub, 0o700, exist_ok=True)
+            os.chmod(self.queue + sub, 0o700)
+            os.chown(self.queue + sub, uid, gid)
+
     def write_file(self, name, text, mode=0o644):
         """A file in the daemon's directory, readable by its users."""
         path = os.path.join(self.dir, name)

@@ -246,7 +246,7 @@ def t_keyproc_key_not_matching_certificate_refuses_start():
         assert d.proc.returncode == 1, d.proc.returncode
         log = d.log()
         assert "the key does not match the certificate" in log, log
-        assert "started" not in log, log
+        assert "priv: started," not in log, log
     finally:
         d.stop()
 

@@ -9,13 +9,13 @@ from harness import Smsubmit, message, unique
 
 def t_queue_sweeps_unfinished_files():
     with Smsubmit(start=False) as d:
-        os.makedirs(os.path.join(d.queue, "tmp"), exist_ok=True)
-        os.makedirs(os.path.join(d.queue, "queue"), exist_ok=True)
+        d.make_queue()
         half = os.path.join(d.queue, "tmp", "0123456789abcdef")
         orphan = os.path.join(d.queue, "queue", "fedcba9876543210.msg")
         for p in (half, half + ".env", orphan):
             with open(p, "w") as f:
                 f.write("Subject: never committed\r\n\r\nx\r\n")
+            os.chown(p, *d.queue_owner())
         d.start()
         d.wait_log("unfinished files removed")
         for p in (half, half + ".env", orphan):

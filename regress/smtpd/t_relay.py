@@ -221,8 +221,10 @@ def t_queue_disk_full():
     d = daemon(start=False)
     os.makedirs(d.queue)
     try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs",
-                        d.queue], check=True, capture_output=True)
+        uid, gid = d.queue_owner()
+        subprocess.run(["mount", "-t", "tmpfs", "-o",
+                        "size=256k,mode=0700,uid=%d,gid=%d" % (uid, gid),
+                        "tmpfs", d.queue], check=True, capture_output=True)
     except subprocess.CalledProcessError as e:
         d.stop()
         raise Skip("cannot mount a tmpfs: %s" % e.stderr.decode().strip())
