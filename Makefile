@@ -4,6 +4,8 @@
 PREFIX	?= /usr/local
 SBINDIR	?= $(PREFIX)/sbin
 MANDIR	?= $(PREFIX)/share/man
+SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
+RCDIR	?= /etc/rc.d
 DESTDIR	?=
 
 CC	?= cc
@@ -93,6 +95,18 @@ install: all
 	install -m 444 smsubmit.8 $(DESTDIR)$(MANDIR)/man8/smsubmit.8
 	install -m 444 etc/smsubmit.conf.5 \
 	    $(DESTDIR)$(MANDIR)/man5/smsubmit.conf.5
+	# the service, with the path smsubmit was installed to
+	if [ "$$(uname -s)" = OpenBSD ]; then \
+		install -d $(DESTDIR)$(RCDIR); \
+		sed 's|@SBINDIR@|$(SBINDIR)|g' etc/smsubmit.rc \
+		    > $(DESTDIR)$(RCDIR)/smsubmit; \
+		chmod 555 $(DESTDIR)$(RCDIR)/smsubmit; \
+	else \
+		install -d $(DESTDIR)$(SYSTEMDDIR); \
+		sed 's|@SBINDIR@|$(SBINDIR)|g' etc/smsubmit.service \
+		    > $(DESTDIR)$(SYSTEMDDIR)/smsubmit.service; \
+		chmod 444 $(DESTDIR)$(SYSTEMDDIR)/smsubmit.service; \
+	fi
 
 clean:
 	rm -f smtpd/smsubmit smtpd/smsubmit-regress smtpd/*.o .build-* common/*.o smtpd/parse.c $(UNIT)

@@ -1,6 +1,9 @@
 /*
  * log.c: the one place log lines are formatted.  Used by every process.
  */
+#include <sys/types.h>
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,13 +16,35 @@
 
 static int	 log_foreground_flag = 1;
 static int	 log_verbose;
+static int	 log_journal;	/* stderr is systemd's journal stream */
 static const char *log_name = "smsubmit";
+
+/*
+ * systemd names the stream it gives as stderr in JOURNAL_STREAM
+ * ("device:inode"); a line written there may start with "<priority>",
+ * which the journal keeps as the line's priority (sd-daemon(3)).
+ */
+static int
+stderr_is_journal(void)
+{
+	struct stat		 st;
+	unsigned long long	 dev, ino;
+	const char		*js;
+
+	if ((js = getenv("JOURNAL_STREAM")) == NULL ||
+	    sscanf(js, "%llu:%llu", &dev, &ino) != 2 ||
+	    fstat(STDERR_FILENO, &st) == -1)
+		return 0;
+	return (unsigned long long)st.st_dev == dev &&
+	    (unsigned long long)st.st_ino == ino;
+}
 
 void
 log_init(int foreground, int verbose)
 {
 	log_foreground_flag = foreground;
 	log_verbose = verbose;
+	log_journal = foreground && stderr_is_journal();
 	if (!foreground)
 		openlog("smsubmit", LOG_PID | LOG_NDELAY, LOG_MAIL);
 	tzset();
@@ -56,7 +81,10 @@ log_vwrite(int pri, const char *fmt, va_list ap)
 	int	 saved = errno;
 
 	vsnprintf(line, sizeof(line), fmt, ap);
-	if (log_foreground_flag) {
+	if (log_foreground_flag && log_journal) {
+		fprintf(stderr, "<%d>%s: %s\n", LOG_PRI(pri), log_name, line);
+		fflush(stderr);
+	} else if (log_foreground_flag) {
 		fprintf(stderr, "%s: %s\n", log_name, line);
 		fflush(stderr);
 	} else
