@@ -27,6 +27,7 @@
 #define OUTPUT_MAX	(256 * 1024)
 #define STOP_GRACE	10		/* seconds for sessions in flight */
 #define SESSIONS_SLACK	32		/* greeted with 421 beyond the limit */
+#define WORKER_QUEUE_MAX 128		/* requests and ends a worker owes */
 
 /*
  * A session that ended an exchange with a worker (AUTH_END) until the
@@ -51,6 +52,7 @@ struct auth_worker {
 	int			 ready;		/* it sent its mechanisms */
 	int			 busy;		/* requests not answered */
 	struct staletree	 stale;
+	int			 nstale;
 };
 
 struct addrcount {
@@ -420,7 +422,9 @@ listener_auth_start(struct session *s, const char *mech, const char *ir,
 		fatalx("session %08x starts a second exchange", s->id);
 	for (i = 0; i < nworkers; i++) {
 		w = &workers[(next_worker + i) % nworkers];
-		if (stale_find(w, s->id) != NULL)
+		/* a stopped worker is not fed for ever */
+		if (stale_find(w, s->id) != NULL ||
+		    w->busy + w->nstale >= WORKER_QUEUE_MAX)
 			continue;
 		if (best == NULL || w->busy < best->busy)
 			best = w;
@@ -467,6 +471,7 @@ listener_auth_end(struct session *s)
 			fatal("calloc");
 		x->id = s->id;
 		SPLAY_INSERT(staletree, &w->stale, x);
+		w->nstale++;
 	}
 	x->ends++;
 	if (s->pending == PENDING_AUTH && !s->auth_held)
@@ -488,6 +493,7 @@ auth_late(struct auth_worker *w, struct stale *x, struct ipc_msg *msg)
 			return;
 		w->busy -= x->owed;
 		SPLAY_REMOVE(staletree, &w->stale, x);
+		w->nstale--;
 		free(x);
 		return;
 	}
