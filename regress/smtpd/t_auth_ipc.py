@@ -319,3 +319,100 @@ def t_auth_ipc_failures_of_other_workers_count():
         a.dies(r"unexpected message \d+ from parent")
     run({"auth delay": "1s to 1s", "auth ban": "after 2 within 1m for 1m",
          "auth workers": "2"}, body)
+
+
+def t_auth_ipc_random_sequences_follow_protocol_or_exit():
+    """A stateful fuzzer: random well-formed and out-of-state messages for
+    a few sessions, checked against a model of the exchange's states.
+    [auth] must answer exactly as the model says while every message is
+    allowed, and exit at the first one that is not."""
+    import random
+    seed = int(os.environ.get("FUZZ_SEED", time.time()))
+    rnd = random.Random(seed)
+    actions = ("login", "plain-bad", "plain-good", "step", "end",
+               "cram", "bogus")
+    conf = {"auth delay": "10s to 10s"}   # a held failure stays held
+    deaths = steps = 0
+    d = Smsubmit(start=False, conf=conf)
+    try:
+        for run_no in range(12):
+            a = AuthChild(d)
+            state = {}      # sid -> ("step", stage) | ("held",)
+            died = False
+            try:
+                for _ in range(30):
+                    steps += 1
+                    sid = rnd.randint(1, 3)
+                    st = state.get(sid)
+                    if rnd.random() < 0.95:
+                        # mostly what a listener may send, to go deep
+                        act = rnd.choice(
+                            ("login", "plain-bad", "plain-good", "end")
+                            if st is None else ("step", "step", "end")
+                            if st[0] == "step" else ("end",))
+                    else:
+                        act = rnd.choice(actions)
+                    what = "seed %d run %d: %s for %d in %r" % (
+                        seed, run_no, act, sid, st)
+                    if act in ("login", "plain-bad", "plain-good"):
+                        if act == "login":
+                            a.start(sid, "LOGIN")
+                        else:
+                            a.start(sid, "PLAIN", plain(
+                                "alice", "wrong" if act == "plain-bad"
+                                else USERS["alice"]))
+                        if st is not None:
+                            a.dies(r"for session %08x with" % sid)
+                            died = True
+                            break
+                        t = a.answer()[:2]
+                        want = {"login": "IMSG_AUTH_CONTINUE",
+                                "plain-bad": "IMSG_AUTH_HOLD",
+                                "plain-good": "IMSG_AUTH_OK"}[act]
+                        assert t == (want, sid), (what, t)
+                        if act == "login":
+                            state[sid] = ("step", 0)
+                        elif act == "plain-bad":
+                            state[sid] = ("held",)
+                    elif act == "step":
+                        stage = st[1] if st and st[0] == "step" else 0
+                        a.listener.send("IMSG_AUTH_STEP", sid, "s",
+                                        b64("alice" if stage == 0
+                                            else USERS["alice"]))
+                        if st is None or st[0] != "step":
+                            a.dies(r"for session %08x with" % sid)
+                            died = True
+                            break
+                        t = a.answer()[:2]
+                        if stage == 0:
+                            assert t == ("IMSG_AUTH_CONTINUE", sid), (what, t)
+                            state[sid] = ("step", 1)
+                        else:
+                            assert t == ("IMSG_AUTH_OK", sid), (what, t)
+                            del state[sid]
+                    elif act == "end":
+                        a.listener.send("IMSG_AUTH_END", sid)
+                        assert a.answer()[:2] == ("IMSG_AUTH_ENDED", sid), \
+                            what
+                        state.pop(sid, None)
+                    elif act == "cram":
+                        a.start(sid, "CRAM-MD5")
+                        a.dies(r"session %08x" % sid)
+                        died = True
+                        break
+                    else:
+                        a.listener.send("IMSG_MSG_CREATE", sid)
+                        a.dies(r"unexpected message \d+ from listener")
+                        died = True
+                        break
+                if not died:
+                    # nothing left over: no answer without a request
+                    assert a.listener.recv(0.3) is None, "seed %d" % seed
+                    assert a.alive(), "seed %d" % seed
+                deaths += died
+            finally:
+                a.close()
+        print("# seed %d: %d messages, %d runs ended by a fatal message" % (
+            seed, steps, deaths))
+    finally:
+        d.stop()
