@@ -117,3 +117,16 @@ def t_auth_stuck_worker_costs_only_its_sessions():
             expect(c.cmd(plain("alice", USERS["alice"])), 235, "2.7.0")
             c.quit()
         assert d.alive()
+
+
+def t_auth_timeout_waits_for_a_held_failure():
+    """A failure held by `auth delay` longer than `auth timeout` still
+    gets its 535, not a 454: [auth] says it is holding it."""
+    with Smsubmit(conf={"auth delay": "3s to 3s",
+                        "auth timeout": "1s"}) as d:
+        c = ready(d)
+        t0 = time.monotonic()
+        expect(c.cmd(plain("alice", "wrong"), timeout=10), 535, "5.7.8")
+        took = time.monotonic() - t0
+        assert 2.8 < took < 4.5, "535 after %.1fs" % took
+        expect(c.cmd(plain("alice", USERS["alice"])), 235, "2.7.0")
