@@ -120,7 +120,8 @@ class AuthChild:
         with open(d.conf_path, "rb") as f:
             text = f.read()
         self.parent.send("IMSG_CONF", 0, "sb", d.conf_path, text)
-        self.parent.send("IMSG_PEER", 0, "uu", PROC_SMTP, 0, fd=theirs.fileno())
+        self.parent.send("IMSG_PEER", 0, "uu", PROC_SMTP, 0,
+                         fd=theirs.fileno())
         theirs.close()
         self.parent.send("IMSG_START")
         m = self.listener.recv(10)
