@@ -1,10 +1,21 @@
 /*
- * auth.c: the "[auth]" process.  It alone talks to Cyrus SASL and so to
- * the password store.  The listener hands it base64 strings; it answers
- * with a base64 challenge, success and the canonical user name, or a
- * failure reason.  One sasl_conn_t lives per session in an exchange.
+ * auth.c: the "[auth]" process, run as "auth workers" instances.  It alone
+ * talks to Cyrus SASL and so to the password store.  The listener hands it
+ * base64 strings; it answers with a base64 challenge, success and the
+ * canonical user name, or a failure reason.  One sasl_conn_t lives per
+ * session in an exchange.
+ *
+ * The listener faces the internet and may be subverted, so this process
+ * treats it as OpenSSH's monitor treats its unprivileged child: each
+ * session's exchange is in one state, each message says in which states
+ * it may come (the table below), and any other message is fatal: the
+ * process exits and the parent stops the daemon.  Failures are counted
+ * per client address and per user name, shared with the other workers
+ * through the parent, so delays and bans do not depend on which worker
+ * an exchange went to.
  */
 #include <sys/types.h>
+#include <sys/socket.h>
 #include <sys/tree.h>
 
 #include <event.h>
@@ -22,9 +33,21 @@
 #include "log.h"
 #include "smsubmit.h"
 
+/*
+ * Where a session's exchange is.  Between two messages from the listener
+ * it is waiting for the client's next response, or holding a failure back;
+ * X_NONE is a session without a record.
+ */
+enum xstate {
+	X_NONE = 0x01,
+	X_STEP = 0x02,		/* a challenge sent, AUTH_STEP next */
+	X_HELD = 0x04		/* a failure held back: only AUTH_END */
+};
+
 struct exchange {
 	SPLAY_ENTRY(exchange)	 entry;
 	uint32_t		 id;
+	enum xstate		 state;
 	sasl_conn_t		*conn;
 	char			 mech[32];
 	char			 client[NI_MAXHOST];
@@ -43,6 +66,7 @@ struct failures {
 };
 
 #define FAILURES_MAX	10000	/* records kept; beyond, old ones go */
+#define EXCHANGES_SLACK	64	/* beyond "limit sessions": a bad listener */
 
 static int	exchange_cmp(struct exchange *, struct exchange *);
 SPLAY_HEAD(exchangetree, exchange);
@@ -58,7 +82,9 @@ static struct {
 	struct smsubmit_conf	*conf;
 	struct event_base	*base;
 	struct ipc		*listener;
+	struct ipc		*parent;
 	struct exchangetree	 exchanges;
+	int			 nexchanges;
 	struct failuretree	 failures;
 	int			 nfailures;
 	char			 mechs[AUTH_MECHS_MAX];
@@ -224,6 +250,7 @@ static void
 exchange_free(struct exchange *x)
 {
 	SPLAY_REMOVE(exchangetree, &env.exchanges, x);
+	env.nexchanges--;
 	if (x->delay != NULL)
 		event_free(x->delay);
 	sasl_dispose(&x->conn);
@@ -276,6 +303,43 @@ failure_count(const char *prefix, const char *what, time_t now)
 	return f;
 }
 
+/*
+ * One failure for this address and user, ours or another worker's: the
+ * counts and so the delays and bans are the same in every worker.  An
+ * address over the limit is banned here too, so this process refuses it
+ * whatever the listener does with the ban.
+ */
+static int
+failure_note(const char *addr, const char *user, time_t now, int *newban)
+{
+	struct failures	*fa, *fu;
+	int		 n = 1;
+
+	*newban = 0;
+	fa = failure_count("a:", addr, now);
+	fu = failure_count("u:", user, now);
+	if (fa != NULL && fa->n > n)
+		n = fa->n;
+	if (fu != NULL && fu->n > n)
+		n = fu->n;
+	if (fa != NULL && fa->n >= env.conf->ban_failures &&
+	    fa->banned_until <= now) {
+		fa->banned_until = now + env.conf->ban_time;
+		*newban = 1;
+	}
+	return n;
+}
+
+static int
+address_banned(const char *addr, time_t now)
+{
+	struct failures	 key, *f;
+
+	snprintf(key.key, sizeof(key.key), "a:%s", addr);
+	f = SPLAY_FIND(failuretree, &env.failures, &key);
+	return f != NULL && f->banned_until > now;
+}
+
 static void
 delay_cb(int fd, short ev, void *arg)
 {
@@ -294,27 +358,22 @@ delay_cb(int fd, short ev, void *arg)
 static void
 fail_badcreds(struct exchange *x, int r)
 {
-	struct failures	*fa, *fu;
 	struct timeval	 tv;
 	time_t		 now = time(NULL), d;
-	int		 n;
+	const char	*user = x->user[0] ? x->user : "unknown";
+	int		 n, newban;
 
 	log_info("session %08x auth failed for user=%s mechanism=%s from %s: "
-	    "%s", x->id, x->user[0] ? x->user : "unknown", x->mech, x->client,
-	    sasl_errstring(r, NULL, NULL));
-	fa = failure_count("a:", x->client, now);
-	fu = failure_count("u:", x->user[0] ? x->user : "unknown", now);
-	n = 1;
-	if (fa != NULL && fa->n > n)
-		n = fa->n;
-	if (fu != NULL && fu->n > n)
-		n = fu->n;
-	if (fa != NULL && fa->n >= env.conf->ban_failures &&
-	    fa->banned_until <= now) {
-		fa->banned_until = now + env.conf->ban_time;
+	    "%s", x->id, user, x->mech, x->client, r == SASL_OK ?
+	    "address banned" : sasl_errstring(r, NULL, NULL));
+	n = failure_note(x->client, user, now, &newban);
+	if (env.conf->auth_workers > 1)
+		ipc_send(env.parent, IMSG_AUTH_FAILURE, 0, -1, "ss",
+		    x->client, user);
+	if (newban) {
 		log_info("session %08x banned %s for %llds after %d auth "
 		    "failures", x->id, x->client,
-		    (long long)env.conf->ban_time, fa->n);
+		    (long long)env.conf->ban_time, env.conf->ban_failures);
 		ipc_send(env.listener, IMSG_AUTH_BAN, 0, -1, "su", x->client,
 		    (uint32_t)env.conf->ban_time);
 	}
@@ -330,6 +389,9 @@ fail_badcreds(struct exchange *x, int r)
 		delay_cb(-1, 0, x);
 		return;
 	}
+	/* the listener's wait for us grows by as much */
+	ipc_send(env.listener, IMSG_AUTH_HOLD, x->id, -1, "u", (uint32_t)d);
+	x->state = X_HELD;
 	evtimer_add(x->delay, &tv);
 }
 
@@ -418,6 +480,7 @@ answer(struct exchange *x, int r, const char *out, unsigned outlen)
 		b64_encode(out, outlen, b64, n);
 		ipc_send(env.listener, IMSG_AUTH_CONTINUE, x->id, -1, "s", b64);
 		free(b64);
+		x->state = X_STEP;
 		return;
 	case SASL_NOMECH:
 	case SASL_TOOWEAK:
@@ -458,10 +521,48 @@ decode(struct exchange *x, const char *b64, unsigned *len)
 	return p;
 }
 
-static void
-auth_start(struct ipc_msg *msg)
+/* Is mech one the operator enabled and Cyrus has? */
+static int
+mech_enabled(const char *mech)
 {
-	struct exchange	*x, key;
+	const char	*p;
+	size_t		 n = strlen(mech);
+
+	if (n == 0)
+		return 0;
+	for (p = env.mechs; (p = strcasestr(p, mech)) != NULL; p++)
+		if ((p == env.mechs || p[-1] == ' ') &&
+		    (p[n] == ' ' || p[n] == '\0'))
+			return 1;
+	return 0;
+}
+
+/*
+ * The client address is the listener's word; all this process can check
+ * is that it is a numeric address (or "unknown", what the listener says
+ * when it has none), so a ban names something that can connect.
+ */
+static int
+client_valid(const char *client)
+{
+	struct addrinfo	 hints, *res;
+
+	if (strcmp(client, "unknown") == 0)
+		return 1;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_flags = AI_NUMERICHOST;
+	if (strlen(client) >= NI_MAXHOST ||
+	    getaddrinfo(client, NULL, &hints, &res) != 0)
+		return 0;
+	freeaddrinfo(res);
+	return 1;
+}
+
+static void
+auth_start(struct exchange *none, struct ipc_msg *msg)
+{
+	struct exchange	*x;
 	const char	*mech, *ir, *client, *local, *out;
 	char		*in = NULL;
 	unsigned	 inlen = 0, outlen;
@@ -469,12 +570,16 @@ auth_start(struct ipc_msg *msg)
 	int		 r;
 
 	if (ipc_unpack(msg, "ssuss", &mech, &ir, &has_ir, &client,
-	    &local) == -1 || strlen(mech) >= sizeof(x->mech))
+	    &local) == -1 || has_ir > 1 || strlen(local) >= NI_MAXHOST + 8)
 		fatalx("bad AUTH_START");
-	key.id = msg->peerid;
-	if (SPLAY_FIND(exchangetree, &env.exchanges, &key) != NULL)
-		fatalx("AUTH_START for session %08x already in an exchange",
-		    key.id);
+	if (!mech_enabled(mech))
+		fatalx("AUTH_START for session %08x: mechanism not offered",
+		    msg->peerid);
+	if (!client_valid(client))
+		fatalx("AUTH_START for session %08x: bad client address",
+		    msg->peerid);
+	if (env.nexchanges >= env.conf->max_sessions + EXCHANGES_SLACK)
+		fatalx("AUTH_START: more exchanges than sessions");
 	if ((x = calloc(1, sizeof(*x))) == NULL) {
 		ipc_send(env.listener, IMSG_AUTH_FAIL, msg->peerid, -1, "u",
 		    (uint32_t)AUTH_R_TEMP);
@@ -482,7 +587,7 @@ auth_start(struct ipc_msg *msg)
 	}
 	x->id = msg->peerid;
 	strlcpy(x->mech, mech, sizeof(x->mech));
-	log_sanitise(x->client, sizeof(x->client), client);
+	strlcpy(x->client, client, sizeof(x->client));
 	if ((x->conn = conn_new(local, client)) == NULL) {
 		free(x);
 		ipc_send(env.listener, IMSG_AUTH_FAIL, msg->peerid, -1, "u",
@@ -490,9 +595,17 @@ auth_start(struct ipc_msg *msg)
 		return;
 	}
 	SPLAY_INSERT(exchangetree, &env.exchanges, x);
+	env.nexchanges++;
 	if (has_ir && (in = decode(x, ir, &inlen)) == NULL)
 		return;
 	guess_user(x, in, inlen);
+	if (address_banned(x->client, time(NULL))) {
+		/* whatever the listener did with the ban: no password check */
+		if (in != NULL)
+			freezero(in, inlen + 1);
+		fail_badcreds(x, SASL_OK);
+		return;
+	}
 	r = sasl_server_start(x->conn, x->mech, has_ir ? in : NULL, inlen,
 	    &out, &outlen);
 	if (in != NULL)
@@ -501,9 +614,8 @@ auth_start(struct ipc_msg *msg)
 }
 
 static void
-auth_step(struct ipc_msg *msg)
+auth_step(struct exchange *x, struct ipc_msg *msg)
 {
-	struct exchange	*x, key;
 	const char	*resp, *out;
 	char		*in;
 	unsigned	 inlen, outlen;
@@ -511,10 +623,6 @@ auth_step(struct ipc_msg *msg)
 
 	if (ipc_unpack(msg, "s", &resp) == -1)
 		fatalx("bad AUTH_STEP");
-	key.id = msg->peerid;
-	if ((x = SPLAY_FIND(exchangetree, &env.exchanges, &key)) == NULL)
-		fatalx("AUTH_STEP for session %08x not in an exchange",
-		    key.id);
 	if ((in = decode(x, resp, &inlen)) == NULL)
 		return;
 	guess_user(x, in, inlen);
@@ -523,10 +631,44 @@ auth_step(struct ipc_msg *msg)
 	answer(x, r, out, outlen);
 }
 
+/* The session gave up, or the listener stopped waiting: no answer. */
+static void
+auth_end(struct exchange *x, struct ipc_msg *msg)
+{
+	if (ipc_unpack(msg, "") == -1)
+		fatalx("bad AUTH_END");
+	if (x != NULL)
+		exchange_free(x);
+	ipc_send(env.listener, IMSG_AUTH_ENDED, msg->peerid, -1, "");
+}
+
+/*
+ * What the listener may send, and in which states of the session's
+ * exchange.  Whatever is not here, or comes in another state, is fatal.
+ */
+static const struct {
+	enum msg_type	  type;
+	int		  states;
+	void		(*handler)(struct exchange *, struct ipc_msg *);
+} requests[] = {
+	{ IMSG_AUTH_START,	X_NONE,				auth_start },
+	{ IMSG_AUTH_STEP,	X_STEP,				auth_step },
+	{ IMSG_AUTH_END,	X_NONE | X_STEP | X_HELD,	auth_end },
+};
+
+static const char *
+xstate_name(int state)
+{
+	return state == X_NONE ? "no exchange" : state == X_STEP ?
+	    "a challenge out" : "a failure held";
+}
+
 static void
 listener_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
 	struct exchange	*x, key;
+	size_t		 i;
+	int		 state;
 
 	if (msg == NULL) {
 		/* it finished its sessions, or the parent reports its death */
@@ -535,34 +677,36 @@ listener_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 	}
 	if (msg->fd != -1)
 		fatalx("unexpected descriptor from listener");
-	switch (msg->type) {
-	case IMSG_AUTH_START:
-		auth_start(msg);
-		break;
-	case IMSG_AUTH_STEP:
-		auth_step(msg);
-		break;
-	case IMSG_AUTH_END:
-		if (ipc_unpack(msg, "") == -1)
-			fatalx("bad AUTH_END");
-		key.id = msg->peerid;
-		if ((x = SPLAY_FIND(exchangetree, &env.exchanges,
-		    &key)) != NULL)
-			exchange_free(x);
-		break;
-	default:
+	for (i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
+		if (requests[i].type == msg->type)
+			break;
+	if (i == sizeof(requests) / sizeof(requests[0]))
 		fatalx("unexpected message %u from listener", msg->type);
-	}
+	key.id = msg->peerid;
+	x = SPLAY_FIND(exchangetree, &env.exchanges, &key);
+	state = x == NULL ? X_NONE : x->state;
+	if (!(requests[i].states & state))
+		fatalx("message %u from listener for session %08x with %s",
+		    msg->type, msg->peerid, xstate_name(state));
+	requests[i].handler(x, msg);
 	/* the strings held credentials */
 	explicit_bzero((void *)msg->data, msg->len);
 }
 
+/* The parent relays the other workers' failures, nothing else. */
 static void
 parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
+	const char	*addr, *user;
+	int		 newban;
+
 	if (msg == NULL)
 		fatalx("parent went away");
-	fatalx("unexpected message %u from parent", msg->type);
+	if (msg->type != IMSG_AUTH_FAILURE || msg->fd != -1 ||
+	    ipc_unpack(msg, "ss", &addr, &user) == -1 ||
+	    strlen(addr) >= NI_MAXHOST || strlen(user) >= 128)
+		fatalx("unexpected message %u from parent", msg->type);
+	failure_note(addr, user, time(NULL), &newban);
 }
 
 static void
@@ -589,6 +733,7 @@ auth_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 
 	if ((env.base = event_base_new()) == NULL)
 		fatalx("event_base_new");
+	env.parent = peers->parent;
 	ipc_attach(peers->parent, env.base, parent_dispatch, NULL);
 	env.listener = ipc_new(env.base, peers->listener, "listener",
 	    listener_dispatch, NULL);

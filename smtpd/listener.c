@@ -27,6 +27,33 @@
 #define OUTPUT_MAX	(256 * 1024)
 #define STOP_GRACE	10		/* seconds for sessions in flight */
 #define SESSIONS_SLACK	32		/* greeted with 421 beyond the limit */
+#define WORKER_QUEUE_MAX 128		/* requests and ends a worker owes */
+
+/*
+ * A session that ended an exchange with a worker (AUTH_END) until the
+ * worker confirms (AUTH_ENDED): whatever that worker still says about it
+ * is late and dropped, and the session's next exchange goes elsewhere.
+ */
+struct stale {
+	SPLAY_ENTRY(stale)	 entry;
+	uint32_t		 id;
+	int			 ends;		/* AUTH_END not confirmed */
+	int			 owed;		/* answers that may yet come */
+};
+
+static int	stale_cmp(struct stale *, struct stale *);
+SPLAY_HEAD(staletree, stale);
+SPLAY_PROTOTYPE(staletree, stale, entry, stale_cmp);
+
+/* One [auth] process; a blocked one keeps its sessions, not the others. */
+struct auth_worker {
+	struct ipc		*ipc;
+	char			 name[16];
+	int			 ready;		/* it sent its mechanisms */
+	int			 busy;		/* requests not answered */
+	struct staletree	 stale;
+	int			 nstale;
+};
 
 struct addrcount {
 	SPLAY_ENTRY(addrcount)	 entry;
@@ -46,6 +73,9 @@ static struct listener_env	 env;
 static struct sessiontree	 sessions = SPLAY_INITIALIZER(&sessions);
 static struct addrtree		 addrs = SPLAY_INITIALIZER(&addrs);
 static struct event		*stop_timer;
+static struct auth_worker	 workers[AUTH_WORKERS_MAX];
+static int			 nworkers;
+static int			 next_worker;	/* where the search starts */
 
 static void	io_cb(int, short, void *);
 static void	session_free(struct session *);
@@ -62,8 +92,15 @@ addrcount_cmp(struct addrcount *a, struct addrcount *b)
 	return strcmp(a->addr, b->addr);
 }
 
+static int
+stale_cmp(struct stale *a, struct stale *b)
+{
+	return a->id < b->id ? -1 : a->id > b->id;
+}
+
 SPLAY_GENERATE(sessiontree, session, entry, session_cmp);
 SPLAY_GENERATE(addrtree, addrcount, entry, addrcount_cmp);
+SPLAY_GENERATE(staletree, stale, entry, stale_cmp);
 
 static struct session *
 session_find(uint32_t id)
@@ -338,10 +375,144 @@ listener_starttls(struct session *s)
 	s->flags |= SF_STARTTLS;
 }
 
+/* --- the auth workers --- */
+
+static struct stale *
+stale_find(struct auth_worker *w, uint32_t id)
+{
+	struct stale	 key;
+
+	key.id = id;
+	return SPLAY_FIND(staletree, &w->stale, &key);
+}
+
+static void
+auth_timeout_cb(int fd, short ev, void *arg)
+{
+	struct session	*s = arg;
+
+	log_warnx("session %08x no answer from %s in %llds", s->id,
+	    s->authw->name, (long long)env.conf->auth_timeout);
+	listener_auth_end(s);
+	session_auth_timeout(s);
+	pump(s);
+}
+
+static void
+auth_wait(struct session *s, time_t secs)
+{
+	struct timeval	 tv = { secs, 0 };
+
+	evtimer_add(s->auth_timer, &tv);
+}
+
+/*
+ * The worker with the fewest requests waiting, starting the search after
+ * the last one chosen; never one that may still answer an earlier
+ * exchange of this session.
+ */
+int
+listener_auth_start(struct session *s, const char *mech, const char *ir,
+    int has_ir)
+{
+	struct auth_worker	*w, *best = NULL;
+	int			 i;
+
+	if (s->authw != NULL)
+		fatalx("session %08x starts a second exchange", s->id);
+	for (i = 0; i < nworkers; i++) {
+		w = &workers[(next_worker + i) % nworkers];
+		/* a stopped worker is not fed for ever */
+		if (stale_find(w, s->id) != NULL ||
+		    w->busy + w->nstale >= WORKER_QUEUE_MAX)
+			continue;
+		if (best == NULL || w->busy < best->busy)
+			best = w;
+	}
+	next_worker = (next_worker + 1) % nworkers;
+	if (best == NULL) {
+		log_warnx("session %08x no auth worker free for it", s->id);
+		return -1;
+	}
+	if (s->auth_timer == NULL &&
+	    (s->auth_timer = evtimer_new(env.base, auth_timeout_cb, s)) ==
+	    NULL)
+		return -1;
+	ipc_send(best->ipc, IMSG_AUTH_START, s->id, -1, "ssuss", mech, ir,
+	    (uint32_t)has_ir, s->client, s->local);
+	s->authw = best;
+	s->auth_held = 0;
+	best->busy++;
+	auth_wait(s, env.conf->auth_timeout);
+	return 0;
+}
+
+void
+listener_auth_step(struct session *s, const char *resp)
+{
+	if (s->authw == NULL)
+		fatalx("session %08x steps no exchange", s->id);
+	ipc_send(s->authw->ipc, IMSG_AUTH_STEP, s->id, -1, "s", resp);
+	s->authw->busy++;
+	auth_wait(s, env.conf->auth_timeout);
+}
+
+void
+listener_auth_end(struct session *s)
+{
+	struct auth_worker	*w = s->authw;
+	struct stale		*x;
+
+	if (w == NULL)
+		return;
+	if ((x = stale_find(w, s->id)) == NULL) {
+		/* without it a late answer could reach the wrong exchange */
+		if ((x = calloc(1, sizeof(*x))) == NULL)
+			fatal("calloc");
+		x->id = s->id;
+		SPLAY_INSERT(staletree, &w->stale, x);
+		w->nstale++;
+	}
+	x->ends++;
+	if (s->pending == PENDING_AUTH && !s->auth_held)
+		x->owed++;
+	ipc_send(w->ipc, IMSG_AUTH_END, s->id, -1, "");
+	evtimer_del(s->auth_timer);
+	s->authw = NULL;
+	s->auth_held = 0;
+}
+
+/* An answer about an exchange the session ended: count it, drop it. */
+static void
+auth_late(struct auth_worker *w, struct stale *x, struct ipc_msg *msg)
+{
+	if (msg->type == IMSG_AUTH_ENDED) {
+		if (ipc_unpack(msg, "") == -1)
+			fatalx("bad AUTH_ENDED from %s", w->name);
+		if (--x->ends > 0)
+			return;
+		w->busy -= x->owed;
+		SPLAY_REMOVE(staletree, &w->stale, x);
+		w->nstale--;
+		free(x);
+		return;
+	}
+	log_debug("session %08x late answer %u from %s dropped", x->id,
+	    msg->type, w->name);
+	if (x->owed > 0) {
+		x->owed--;
+		w->busy--;
+	}
+}
+
 static void
 session_free(struct session *s)
 {
+	int	 i;
+
 	session_cleanup(s);
+	if (s->auth_timer != NULL)
+		event_free(s->auth_timer);
 	free(s->senders);
 	log_info("session %08x disconnect", s->id);
 	SPLAY_REMOVE(sessiontree, &sessions, s);
@@ -359,7 +530,8 @@ session_free(struct session *s)
 	if (env.stopping && env.nsessions == 0) {
 		log_info("all sessions done, exiting");
 		ipc_flush(env.queue);
-		ipc_flush(env.auth);
+		for (i = 0; i < nworkers; i++)
+			ipc_flush(workers[i].ipc);
 		exit(0);
 	}
 }
@@ -554,41 +726,78 @@ parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 static void
 auth_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
-	struct session	*s;
-	const char	*mechs, *addr;
-	uint32_t	 secs;
+	struct auth_worker	*w = arg;
+	struct session		*s;
+	struct stale		*x;
+	const char		*mechs, *addr;
+	uint32_t		 secs;
+	int			 i;
 
 	if (msg == NULL)
-		fatalx("auth process went away");
+		fatalx("%s process went away", w->name);
 	if (msg->fd != -1)
-		fatalx("unexpected descriptor from auth");
+		fatalx("unexpected descriptor from %s", w->name);
 	switch (msg->type) {
 	case IMSG_AUTH_MECHS:
-		if (ipc_unpack(msg, "s", &mechs) == -1 ||
-		    strlcpy(env.mechs, mechs, sizeof(env.mechs)) >=
-		    sizeof(env.mechs))
-			fatalx("bad AUTH_MECHS from auth");
+		if (w->ready || ipc_unpack(msg, "s", &mechs) == -1 ||
+		    strlen(mechs) >= sizeof(env.mechs))
+			fatalx("bad AUTH_MECHS from %s", w->name);
+		/* the same configuration and plugins: the same answer */
+		for (i = 0; i < nworkers; i++)
+			if (workers[i].ready && strcmp(env.mechs, mechs) != 0)
+				fatalx("%s offers \"%s\", %s \"%s\"",
+				    w->name, mechs, workers[i].name,
+				    env.mechs);
+		strlcpy(env.mechs, mechs, sizeof(env.mechs));
+		w->ready = 1;
+		for (i = 0; i < nworkers; i++)
+			if (!workers[i].ready)
+				return;
 		env.auth_ready = 1;
 		log_info("SASL mechanisms offered: %s",
 		    *env.mechs ? env.mechs : "none");
 		return;
 	case IMSG_AUTH_BAN:
 		if (ipc_unpack(msg, "su", &addr, &secs) == -1)
-			fatalx("bad AUTH_BAN from auth");
+			fatalx("bad AUTH_BAN from %s", w->name);
 		addr_ban(addr, secs);
 		return;
+	case IMSG_AUTH_ENDED:
+	case IMSG_AUTH_HOLD:
 	case IMSG_AUTH_CONTINUE:
 	case IMSG_AUTH_OK:
 	case IMSG_AUTH_FAIL:
 		break;
 	default:
-		fatalx("unexpected message %u from auth", msg->type);
+		fatalx("unexpected message %u from %s", msg->type, w->name);
 	}
-	if ((s = session_find(msg->peerid)) == NULL)
-		return;		/* the client left meanwhile */
-	if (s->pending != PENDING_AUTH)
-		fatalx("auth answer for session %08x not waiting for it",
-		    s->id);
+	if ((x = stale_find(w, msg->peerid)) != NULL) {
+		auth_late(w, x, msg);
+		return;
+	}
+	/* a session that left sent AUTH_END: it is in the stale tree */
+	if ((s = session_find(msg->peerid)) == NULL || s->authw != w ||
+	    s->pending != PENDING_AUTH || msg->type == IMSG_AUTH_ENDED)
+		fatalx("%s answers session %08x not waiting for it", w->name,
+		    msg->peerid);
+	if (msg->type == IMSG_AUTH_HOLD) {
+		if (s->auth_held || ipc_unpack(msg, "u", &secs) == -1 ||
+		    secs > env.conf->auth_delay_max)
+			fatalx("bad AUTH_HOLD from %s", w->name);
+		s->auth_held = 1;
+		w->busy--;
+		auth_wait(s, secs + env.conf->auth_timeout);
+		return;
+	}
+	if (s->auth_held && msg->type != IMSG_AUTH_FAIL)
+		fatalx("%s answers a held failure with %u", w->name,
+		    msg->type);
+	if (!s->auth_held)
+		w->busy--;
+	s->auth_held = 0;
+	evtimer_del(s->auth_timer);
+	if (msg->type != IMSG_AUTH_CONTINUE)
+		s->authw = NULL;	/* the worker forgot the exchange */
 	session_auth_result(s, msg);
 	pump(s);
 }
@@ -664,7 +873,9 @@ signal_cb(int sig, short ev, void *arg)
 void
 listener_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 {
-	struct event	*sterm, *sint;
+	struct auth_worker	*w;
+	struct event		*sterm, *sint;
+	int			 i;
 
 	env.conf = conf;
 	arc4random_buf(&env.nextid, sizeof(env.nextid));
@@ -680,8 +891,16 @@ listener_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 		fatalx("event_base_new");
 	env.parent = peers->parent;
 	ipc_attach(env.parent, env.base, parent_dispatch, NULL);
-	env.auth = ipc_new(env.base, peers->auth[0], "auth", auth_dispatch,
-	    NULL);
+	for (i = 0; i < peers->nauth; i++) {
+		w = &workers[nworkers++];
+		SPLAY_INIT(&w->stale);
+		if (peers->nauth > 1)
+			snprintf(w->name, sizeof(w->name), "auth %d", i);
+		else
+			strlcpy(w->name, "auth", sizeof(w->name));
+		w->ipc = ipc_new(env.base, peers->auth[i], w->name,
+		    auth_dispatch, w);
+	}
 	env.queue = ipc_new(env.base, peers->queue, "queue", queue_dispatch,
 	    NULL);
 	sterm = evsignal_new(env.base, SIGTERM, signal_cb, NULL);

@@ -121,7 +121,7 @@ typedef struct {
 %token	AUTH CERTIFICATE CIPHERS COMMAND DATA HOSTNAME KEY LIFETIME LIMIT
 %token	LISTEN MAXFAILURES MECHANISMS MESSAGESIZE ON PORT PROTOCOLS QUEUE
 %token	RECIPIENTS RELAY RETRY SASLCONFIG SESSIONS SESSIONSPERADDR STARTTLS TIMEOUT
-%token	TLS TO USER
+%token	TLS TO USER WORKERS
 %token	ERROR
 %token	<v.string>	STRING
 %type	<v.string>	string
@@ -286,6 +286,22 @@ auth		: AUTH MECHANISMS mechlist {
 			}
 			in.conf->auth_delay_min = $3;
 			in.conf->auth_delay_max = $5;
+		}
+		| AUTH WORKERS string {
+			long long	n;
+
+			if (get_number($3, 1, AUTH_WORKERS_MAX, "auth workers",
+			    &n) == -1)
+				YYERROR;
+			in.conf->auth_workers = n;
+		}
+		| AUTH TIMEOUT duration {
+			if ($3 < 1 || $3 > 3600) {
+				conf_err("auth timeout: %lld is not between "
+				    "1s and 1h", (long long)$3);
+				YYERROR;
+			}
+			in.conf->auth_timeout = $3;
 		}
 		| AUTH BAN AFTER string WITHIN duration FOR duration {
 			long long	n;
@@ -462,6 +478,7 @@ static const struct keyword {
 	{ "to",				TO },
 	{ "user",			USER },
 	{ "within",			WITHIN },
+	{ "workers",			WORKERS },
 	{ NULL,				0 }
 };
 
@@ -1339,7 +1356,8 @@ conf_defaults(struct smsubmit_conf *conf)
 	(void)strlcpy(conf->auth_mechs, "PLAIN LOGIN",
 	    sizeof(conf->auth_mechs));
 	conf->auth_max_failures = 3;
-	conf->auth_workers = 1;
+	conf->auth_workers = 4;
+	conf->auth_timeout = 15;
 	conf->auth_delay_min = 1;
 	conf->auth_delay_max = 15;
 	conf->ban_failures = 10;

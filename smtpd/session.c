@@ -153,7 +153,7 @@ void
 session_cleanup(struct session *s)
 {
 	if (s->pending == PENDING_AUTH || s->state == S_AUTH)
-		ipc_send(s->env->auth, IMSG_AUTH_END, s->id, -1, "");
+		listener_auth_end(s);
 	/* a commit in flight is the queue's now; the client saw no 250 */
 	if (s->pending == PENDING_COMMIT)
 		s->msgid[0] = '\0';
@@ -329,14 +329,12 @@ session_input(struct session *s)
 		if (s->state == S_AUTH) {
 			/* a client response in a SASL exchange */
 			if (strcmp(line, "*") == 0) {
-				ipc_send(s->env->auth, IMSG_AUTH_END, s->id,
-				    -1, "");
+				listener_auth_end(s);
 				s->state = S_HELO;
 				session_reply(s, "501 5.0.0 Authentication "
 				    "cancelled");
 			} else {
-				ipc_send(s->env->auth, IMSG_AUTH_STEP, s->id,
-				    -1, "s", line);
+				listener_auth_step(s, line);
 				s->pending = PENDING_AUTH;
 			}
 			explicit_bzero(line, n);
@@ -489,8 +487,10 @@ cmd_auth(struct session *s, const char *arg)
 	if (strcmp(ir, "=") == 0)
 		ir = "";
 	strlcpy(s->mech, mech, sizeof(s->mech));
-	ipc_send(s->env->auth, IMSG_AUTH_START, s->id, -1, "ssuss", mech, ir,
-	    (uint32_t)has_ir, s->client, s->local);
+	if (listener_auth_start(s, mech, ir, has_ir) == -1) {
+		session_reply(s, "454 4.7.0 Temporary authentication failure");
+		return;
+	}
 	s->state = S_AUTH;
 	s->pending = PENDING_AUTH;
 }
@@ -555,6 +555,17 @@ session_auth_result(struct session *s, struct ipc_msg *msg)
 		}
 		break;
 	}
+	session_input(s);
+}
+
+void
+session_auth_timeout(struct session *s)
+{
+	log_info("session %08x auth process did not answer in time", s->id);
+	s->pending = PENDING_NONE;
+	s->state = S_HELO;
+	s->deadline = time(NULL) + s->env->conf->timeout_command;
+	session_reply(s, "454 4.7.0 Temporary authentication failure");
 	session_input(s);
 }
 

@@ -317,10 +317,29 @@ child_ready(struct child *c)
 	log_info("started, version %s", SMSUBMIT_VERSION);
 }
 
+/* An auth worker's failure, for the others to count (auth.c). */
+static int
+relay_failure(struct child *from, struct ipc_msg *msg)
+{
+	const char	*addr, *user;
+	int		 i;
+
+	if (from->type != PROC_AUTH || ipc_unpack(msg, "ss", &addr,
+	    &user) == -1 || strlen(addr) >= NI_MAXHOST || strlen(user) >= 128)
+		return -1;
+	for (i = 0; i < env.nchild; i++)
+		if (env.child[i].type == PROC_AUTH && &env.child[i] != from &&
+		    env.child[i].pid > 0)
+			ipc_send(env.child[i].ipc, IMSG_AUTH_FAILURE, 0, -1,
+			    "ss", addr, user);
+	return 0;
+}
+
 /*
  * What a child may tell the parent: that it is ready, that its sandbox
- * killed it, and (the key process) how a key load went.  Anything else
- * is a child out of its mind: stop everything.
+ * killed it, (the key process) how a key load went, and (an auth worker)
+ * a failure for the other workers.  Anything else is a child out of its
+ * mind: stop everything.
  */
 static void
 parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
@@ -350,6 +369,10 @@ parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 		    ipc_unpack(msg, "u", &nr) == -1)
 			break;
 		keys_loaded(nr);
+		return;
+	case IMSG_AUTH_FAILURE:
+		if (relay_failure(c, msg) == -1)
+			break;
 		return;
 	}
 	log_warnx("unexpected message %u from %s process", msg->type,

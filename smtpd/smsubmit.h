@@ -20,7 +20,9 @@
 #include "buf.h"
 #include "ipc.h"
 
+struct event;
 struct event_base;
+struct auth_worker;
 
 #define SMSUBMIT_VERSION	"1.0"
 #define SMSUBMIT_CONF		"/etc/smsubmit.conf"
@@ -79,6 +81,7 @@ struct smsubmit_conf {
 	char			*tls_ciphers;
 	char			 auth_mechs[AUTH_MECHS_MAX]; /* "PLAIN LOGIN" */
 	int			 auth_workers;	/* [auth] processes */
+	time_t			 auth_timeout;	/* for an [auth] answer */
 	char			*sasl_config;	/* dir of smsubmit.conf */
 	int			 auth_max_failures;
 	time_t			 auth_delay_min;	/* before a failure */
@@ -158,6 +161,13 @@ enum msg_type {
 				   may use ("*": any) */
 	IMSG_AUTH_FAIL,		/* "u" enum auth_result */
 	IMSG_AUTH_BAN,		/* "su" client address, seconds; peerid 0 */
+	IMSG_AUTH_HOLD,		/* "u" a failure is held back that many
+				   seconds: wait that much longer */
+	IMSG_AUTH_ENDED,	/* "" answers AUTH_END: nothing more will come
+				   for the exchange it ended */
+	/* auth -> parent -> every other auth worker, peerid 0 */
+	IMSG_AUTH_FAILURE,	/* "ss" client address, user: a failure to
+				   count, so that bans and delays are global */
 	/* listener -> queue */
 	IMSG_MSG_CREATE,	/* "" a new message file for this session */
 	IMSG_MSG_ENVELOPE,	/* "sssssu" msgid, sender, user, helo, client,
@@ -251,7 +261,6 @@ struct listener_env {
 	struct smsubmit_conf	*conf;
 	struct event_base	*base;
 	struct ipc		*parent;
-	struct ipc		*auth;
 	struct ipc		*queue;
 	struct tls		*tls;		/* server context, once keyed */
 	char			 mechs[AUTH_MECHS_MAX];	/* from auth */
@@ -315,6 +324,9 @@ struct session {
 	char			 user[256];	/* sanitised, once authed */
 	char			*senders;	/* it may use, "*": any */
 	char			 mech[32];
+	struct auth_worker	*authw;		/* its exchange's worker */
+	struct event		*auth_timer;	/* bounds the wait for it */
+	int			 auth_held;	/* a failure is held back */
 	/* the transaction */
 	char			 from[ADDR_MAX];
 	char			**rcpts;
@@ -334,6 +346,14 @@ void	 listener_main(struct smsubmit_conf *, struct proc_peers *)
 	    __attribute__((noreturn));
 /* Called by the session once its STARTTLS reply is queued. */
 void	 listener_starttls(struct session *);
+/*
+ * A session's SASL exchange, sent to one of the auth workers and waited
+ * for at most "auth timeout".  Start returns -1 if no worker can take it.
+ */
+int	 listener_auth_start(struct session *, const char *mech,
+	    const char *ir, int has_ir);
+void	 listener_auth_step(struct session *, const char *resp);
+void	 listener_auth_end(struct session *);
 
 /* --- session.c: the SMTP dialogue --- */
 
@@ -345,6 +365,8 @@ void	 session_reply(struct session *, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	 session_close(struct session *, const char *);
 void	 session_auth_result(struct session *, struct ipc_msg *);
+/* The auth worker did not answer in time: the exchange is over. */
+void	 session_auth_timeout(struct session *);
 void	 session_queue_result(struct session *, struct ipc_msg *);
 void	 session_cleanup(struct session *);
 /* Split a command line; returns the command or NULL if unknown. */
