@@ -113,6 +113,7 @@ recover(void)
 	struct qmsg	*m;
 	struct stat	 st;
 	char		 path[PATH_MAX + 16], id[QUEUE_ID_LEN + 1], *text;
+	char		 esc[LOG_ESCAPE_MAX(NAME_MAX)];
 	size_t		 n;
 	int		 loaded = 0, swept = 0;
 
@@ -133,16 +134,11 @@ recover(void)
 		if (de->d_name[0] == '.')
 			continue;
 		n = strlen(de->d_name);
-		if (n != QUEUE_ID_LEN + 4) {
+		memcpy(id, de->d_name, n < QUEUE_ID_LEN ? n : QUEUE_ID_LEN);
+		id[n < QUEUE_ID_LEN ? n : QUEUE_ID_LEN] = '\0';
+		if (n != QUEUE_ID_LEN + 4 || !envelope_id_valid(id)) {
 			log_warnx("stray file queue/%s left alone",
-			    de->d_name);
-			continue;
-		}
-		memcpy(id, de->d_name, QUEUE_ID_LEN);
-		id[QUEUE_ID_LEN] = '\0';
-		if (!envelope_id_valid(id)) {
-			log_warnx("stray file queue/%s left alone",
-			    de->d_name);
+			    log_escape(esc, sizeof(esc), de->d_name));
 			continue;
 		}
 		if (strcmp(de->d_name + QUEUE_ID_LEN, ".msg") == 0) {
@@ -323,6 +319,8 @@ static void
 msg_commit(struct incoming *in)
 {
 	struct qmsg	*m;
+	char		 efrom[LOG_ESCAPE_MAX(ADDR_MAX)];
+	char		 euser[LOG_ESCAPE_MAX(sizeof(m->user))];
 	int		 saved;
 
 	if (commit(in->fd, &in->m) == -1) {
@@ -337,7 +335,8 @@ msg_commit(struct incoming *in)
 	ipc_send(env.listener, IMSG_MSG_RESULT, in->session, -1, "us",
 	    (uint32_t)QUEUE_OK, m->id);
 	log_info("session %08x message %s committed: from=<%s> rcpts=%d "
-	    "user=%s", in->session, m->id, m->from, m->nrcpts, m->user);
+	    "user=%s", in->session, m->id, log_escape(efrom, sizeof(efrom),
+	    m->from), m->nrcpts, log_escape(euser, sizeof(euser), m->user));
 	incoming_drop(in);
 	schedule();
 }
@@ -436,7 +435,7 @@ static int
 bounce(struct qmsg *m, int expired)
 {
 	struct qmsg	 b;
-	char		 path[64], msgpath[64];
+	char		 path[64], msgpath[64], esc[LOG_ESCAPE_MAX(ADDR_MAX)];
 	int		 fd, msgfd, i, r;
 
 	if (m->from[0] == '\0')
@@ -471,7 +470,7 @@ bounce(struct qmsg *m, int expired)
 		close(fd);
 		enqueue(&b);
 		log_info("message %s: bounce %s sent to <%s>", m->id, b.id,
-		    m->from);
+		    log_escape(esc, sizeof(esc), m->from));
 	}
 	for (i = 0; i < m->nrcpts; i++)
 		if (m->rcpts[i].state == RCPT_FAILED)
@@ -483,6 +482,7 @@ void
 queue_relay_done(struct qmsg *m)
 {
 	time_t	 now = time(NULL);
+	char	 esc[LOG_ESCAPE_MAX(sizeof(m->error))];
 	int	 i, pending = 0, done = 0, failed = 0, expired = 0;
 
 	env.busy = NULL;
@@ -520,8 +520,8 @@ queue_relay_done(struct qmsg *m)
 		m->attempts++;
 		m->next = now + backoff(m->attempts);
 		log_info("message %s: %d recipients deferred (%s), retry in "
-		    "%llds", m->id, pending, m->error,
-		    (long long)(m->next - now));
+		    "%llds", m->id, pending, log_escape(esc, sizeof(esc),
+		    m->error), (long long)(m->next - now));
 		envelope_update(env.dirfd, m);
 	}
 	schedule();
@@ -543,23 +543,29 @@ queue_show(struct buf *out)
 {
 	struct qmsg	*m;
 	time_t		 now = time(NULL);
+	/* what outside parties said is shown escaped, as in the log */
+	char		 e1[LOG_ESCAPE_MAX(ADDR_MAX)], e2[LOG_ESCAPE_MAX(256)];
 	int		 i, n = 0;
 
 	TAILQ_FOREACH(m, &env.queue, entry) {
 		n++;
 		buf_printf(out, "%s age=%llds from=<%s> user=%s attempts=%d "
 		    "next=%s%lld%s\n", m->id, (long long)(now - m->created),
-		    m->from, m->user[0] ? m->user : "-", m->attempts,
+		    log_escape(e1, sizeof(e1), m->from),
+		    m->user[0] ? log_escape(e2, sizeof(e2), m->user) : "-",
+		    m->attempts,
 		    m == env.busy ? "now (delivering)" : "in ",
 		    m == env.busy ? 0LL : (long long)(m->next > now ?
 		    m->next - now : 0), m == env.busy ? "" : "s");
 		for (i = 0; i < m->nrcpts; i++)
 			buf_printf(out, "    %-8s <%s>%s%s\n",
 			    envelope_rcpt_state_name(m->rcpts[i].state),
-			    m->rcpts[i].addr, m->rcpts[i].reply[0] ? " " : "",
-			    m->rcpts[i].reply);
+			    log_escape(e1, sizeof(e1), m->rcpts[i].addr),
+			    m->rcpts[i].reply[0] ? " " : "",
+			    log_escape(e2, sizeof(e2), m->rcpts[i].reply));
 		if (m->error[0] != '\0')
-			buf_printf(out, "    last error: %s\n", m->error);
+			buf_printf(out, "    last error: %s\n",
+			    log_escape(e1, sizeof(e1), m->error));
 	}
 	buf_printf(out, "%d message%s in the queue\n", n, n == 1 ? "" : "s");
 }

@@ -236,16 +236,27 @@ command(struct session *s, char *line)
 	const char		*arg;
 
 	if (log_getverbose() > 0) {
-		char	 shown[SMTP_LINE_MAX];
-		size_t	 i;
+		char	 verb[16], everb[LOG_ESCAPE_MAX(sizeof(verb))];
+		char	 shown[LOG_ESCAPE_MAX(SMTP_LINE_MAX)];
+		size_t	 n;
 
-		/* the wire's control characters stay out of the log */
-		strlcpy(shown, strncasecmp(line, "AUTH ", 5) == 0 ?
-		    "AUTH ..." : line, sizeof(shown));
-		for (i = 0; shown[i] != '\0'; i++)
-			if ((unsigned char)shown[i] < 0x20 || shown[i] == 0x7f)
-				shown[i] = '?';
-		log_debug("session %08x < %s", s->id, shown);
+		/*
+		 * The verb, then the client's argument escaped like every
+		 * string from outside: it cannot forge a field or a line.
+		 */
+		n = strcspn(line, " ");
+		if (n >= sizeof(verb))
+			n = 0;
+		memcpy(verb, line, n);
+		verb[n] = '\0';
+		if (strncasecmp(line, "AUTH ", 5) == 0)
+			strlcpy(shown, "...", sizeof(shown));
+		else
+			log_escape(shown, sizeof(shown), line + n +
+			    (line[n] == ' '));
+		log_debug("session %08x < %s%s%s", s->id,
+		    log_escape(everb, sizeof(everb), verb),
+		    n > 0 && line[n] == ' ' ? " " : "", shown);
 	}
 	if (is_http(line)) {
 		session_close(s, "HTTP request");
@@ -657,7 +668,8 @@ static void
 cmd_mail(struct session *s, const char *arg)
 {
 	const char	*params, *msg;
-	char		 addr[ADDR_MAX];
+	char		 addr[ADDR_MAX], eaddr[LOG_ESCAPE_MAX(ADDR_MAX)];
+	char		 euser[LOG_ESCAPE_MAX(sizeof(s->user))];
 	int		 code, flags;
 
 	if (s->state == S_MAIL || s->state == S_RCPT) {
@@ -688,7 +700,8 @@ cmd_mail(struct session *s, const char *arg)
 	}
 	if (addr[0] != '\0' && !sender_allowed(s, addr)) {
 		log_info("session %08x user=%s may not send as <%s>", s->id,
-		    s->user, addr);
+		    log_escape(euser, sizeof(euser), s->user),
+		    log_escape(eaddr, sizeof(eaddr), addr));
 		session_reply(s, "553 5.7.1 Sender address not allowed for "
 		    "this user");
 		return;
@@ -1026,7 +1039,8 @@ data_input(struct session *s)
 static void
 log_accepted(struct session *s)
 {
-	char	 rcpts[1024];
+	char	 rcpts[1024], e[LOG_ESCAPE_MAX(ADDR_MAX)];
+	char	 euser[LOG_ESCAPE_MAX(sizeof(s->user))];
 	int	 i;
 
 	rcpts[0] = '\0';
@@ -1034,13 +1048,15 @@ log_accepted(struct session *s)
 		if (i > 0)
 			strlcat(rcpts, ",", sizeof(rcpts));
 		strlcat(rcpts, "<", sizeof(rcpts));
-		strlcat(rcpts, s->rcpts[i], sizeof(rcpts));
+		strlcat(rcpts, log_escape(e, sizeof(e), s->rcpts[i]),
+		    sizeof(rcpts));
 		if (strlcat(rcpts, ">", sizeof(rcpts)) >= sizeof(rcpts))
 			break;
 	}
 	log_info("session %08x message %s accepted: from=<%s> to=%s "
-	    "size=%zu user=%s", s->id, s->msgid, s->from, rcpts, s->msgsize,
-	    s->user);
+	    "size=%zu user=%s", s->id, s->msgid, log_escape(e, sizeof(e),
+	    s->from), rcpts, s->msgsize, log_escape(euser, sizeof(euser),
+	    s->user));
 }
 
 void
