@@ -916,43 +916,37 @@ data_write(struct session *s)
 	buf_drain(&s->dbuf, buf_used(&s->dbuf));
 }
 
+static int
+header_addr_allowed(const char *addr, void *arg)
+{
+	return sender_allowed(arg, addr) ? 0 : -1;
+}
+
 /*
  * With "senders check-header-from", the message must have exactly one
- * From: field and every address in it must be one the user may use.
+ * From: field, and at most one Sender: with one address, and every
+ * address in them must be one the user may use.  Each field is checked
+ * whole: one too long to keep, or that the parser does not understand,
+ * is refused, never checked in part.  NULL if allowed, else why not.
  */
-static int
-header_from_allowed(struct session *s, struct body *b)
+static const char *
+header_from_refused(struct session *s, struct body *b)
 {
-	char	 v[sizeof(b->from)], *p, *q, *addr;
-	int	 n = 0;
-
 	if (s->senders != NULL && strcmp(s->senders, "*") == 0)
-		return 1;
+		return NULL;
+	if (b->from_long || b->sender_long)
+		return "too long to check";
 	if (b->nfrom != 1)
-		return 0;
-	strlcpy(v, b->from, sizeof(v));
-	/* drop comments, which may hold anything */
-	while ((p = strchr(v, '(')) != NULL && (q = strchr(p, ')')) != NULL)
-		memmove(p, q + 1, strlen(q + 1) + 1);
-	if (strchr(v, '<') != NULL) {
-		for (p = v; (p = strchr(p, '<')) != NULL; p = q + 1) {
-			if ((q = strchr(p, '>')) == NULL)
-				return 0;
-			*q = '\0';
-			if (!sender_allowed(s, p + 1))
-				return 0;
-			n++;
-		}
-		return n > 0;
-	}
-	for (p = v; (addr = strsep(&p, ",")) != NULL; ) {
-		addr += strspn(addr, " \t");
-		addr[strcspn(addr, " \t")] = '\0';
-		if (*addr == '\0' || !sender_allowed(s, addr))
-			return 0;
-		n++;
-	}
-	return n > 0;
+		return b->nfrom == 0 ? "missing" : "more than one";
+	if (b->nsender > 1)
+		return "more than one Sender:";
+	if (addr_header_mailboxes(b->from, ADDR_UTF8, header_addr_allowed,
+	    s) < 1)
+		return "not allowed";
+	if (b->nsender == 1 && addr_header_mailboxes(b->sender, ADDR_UTF8,
+	    header_addr_allowed, s) != 1)
+		return "Sender: not allowed";
+	return NULL;
 }
 
 static void
@@ -960,6 +954,8 @@ data_end(struct session *s)
 {
 	struct smsubmit_conf	*conf = s->env->conf;
 	struct body		*b = s->body;
+	const char		*why;
+	char			 euser[LOG_ESCAPE_MAX(sizeof(s->user))];
 	int			 i, flags = 0;
 
 	s->state = S_RCPT;
@@ -981,11 +977,17 @@ data_end(struct session *s)
 		transaction_reset(s);
 		return;
 	}
-	if (conf->senders_check_from && !header_from_allowed(s, b)) {
-		log_info("session %08x message %s refused: From: header not "
-		    "allowed for user=%s", s->id, s->msgid, s->user);
-		session_reply(s, "550 5.7.1 From: header address not allowed "
-		    "for this user");
+	if (conf->senders_check_from &&
+	    (why = header_from_refused(s, b)) != NULL) {
+		log_info("session %08x message %s refused: From: header %s "
+		    "for user=%s", s->id, s->msgid, why,
+		    log_escape(euser, sizeof(euser), s->user));
+		if (b->from_long || b->sender_long)
+			session_reply(s, "550 5.7.1 From: or Sender: header "
+			    "too long to check");
+		else
+			session_reply(s, "550 5.7.1 From: header address not "
+			    "allowed for this user");
 		transaction_reset(s);
 		return;
 	}
