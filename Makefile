@@ -40,8 +40,8 @@ COMMON	 = common/log.o common/buf.o common/b64.o common/addr.o \
 	   common/ipc.o common/body.o common/file.o common/proxy.o
 SMTPD	 = smtpd/smsubmit.o smtpd/proc.o smtpd/parse.o smtpd/listener.o \
 	   smtpd/session.o smtpd/signer.o smtpd/auth.o smtpd/queue.o \
-	   smtpd/relay.o smtpd/bounce.o smtpd/control.o smtpd/crypto.o \
-	   smtpd/sandbox.o smtpd/check.o smtpd/keypair.o
+	   smtpd/relay.o smtpd/envelope.o smtpd/bounce.o smtpd/control.o \
+	   smtpd/crypto.o smtpd/sandbox.o smtpd/check.o smtpd/keypair.o
 UNIT	 = $(patsubst %.c,%,$(wildcard regress/unit/t_*.c))
 
 all: smtpd/smsubmit
@@ -71,10 +71,13 @@ $(BUILD):
 $(SMTPD) $(COMMON) smtpd/session-regress.o: common/*.h smtpd/smsubmit.h \
 	    $(BUILD)
 
-regress/unit/%: regress/unit/%.c regress/unit/tap.h $(COMMON) smtpd/parse.o \
+# the daemon's files that stand alone: the grammar, the envelope format
+UNIT_OBJ = smtpd/parse.o smtpd/envelope.o
+
+regress/unit/%: regress/unit/%.c regress/unit/tap.h $(COMMON) $(UNIT_OBJ) \
 	    $(BUILD)
 	$(CC) $(CFLAGS) -Iregress/unit $(LDFLAGS) -o $@ $< $(COMMON) \
-	    smtpd/parse.o $(LDLIBS)
+	    $(UNIT_OBJ) $(LDLIBS)
 
 unit: $(UNIT)
 

@@ -172,3 +172,190 @@ addr_domain(const char *addr)
 		return "";
 	return at + 1;
 }
+
+/* --- header fields --- */
+
+/* Skip a comment, nested or with quoted pairs; NULL if it never ends. */
+static const char *
+skip_comment(const char *p)
+{
+	int	 depth = 0;
+
+	for (; *p != '\0'; p++) {
+		if (*p == '\\') {
+			if (*++p == '\0')
+				return NULL;
+		} else if (*p == '(')
+			depth++;
+		else if (*p == ')' && --depth == 0)
+			return p + 1;
+	}
+	return NULL;
+}
+
+/* Copy a quoted string, quotes and pairs included; NULL if it never ends. */
+static const char *
+copy_quoted(const char *p, char *dst, size_t len, size_t *n, int *over)
+{
+	const char	*start = p;
+
+	for (p++; *p != '"'; p++) {
+		if (*p == '\\')
+			p++;
+		if (*p == '\0')
+			return NULL;
+	}
+	p++;
+	if (*n + (p - start) >= len)
+		*over = 1;
+	else {
+		memcpy(dst + *n, start, p - start);
+		*n += p - start;
+		dst[*n] = '\0';
+	}
+	return p;
+}
+
+struct mailbox_scan {
+	char	 text[ADDR_MAX];	/* the bare addr-spec, if no '<' */
+	size_t	 textlen;
+	int	 over;			/* text longer than an address */
+	int	 runs;			/* white-space separated runs of text */
+	int	 inrun;
+	int	 specials;		/* '@' or '[' in the text */
+	char	 angle[ADDR_MAX];	/* the address in <...> */
+	int	 have_angle;
+};
+
+/* One mailbox is complete: check it and hand its address over. */
+static int
+mailbox_end(struct mailbox_scan *m, int flags,
+    int (*fn)(const char *, void *), void *arg)
+{
+	const char	*addr;
+
+	if (m->have_angle) {
+		/* the text before it is a display name: no address in it */
+		if (m->specials)
+			return -1;
+		addr = m->angle;
+	} else {
+		if (m->runs != 1 || m->over)
+			return -1;
+		addr = m->text;
+	}
+	if (*addr == '\0' || !addr_mailbox_valid(addr, flags & ~ADDR_NULL_OK))
+		return -1;
+	return fn(addr, arg);
+}
+
+int
+addr_header_mailboxes(const char *s, int flags,
+    int (*fn)(const char *, void *), void *arg)
+{
+	struct mailbox_scan	 m;
+	const char		*p = s, *q;
+	size_t			 n;
+	int			 count = 0, r, over;
+
+	memset(&m, 0, sizeof(m));
+	for (;;) {
+		switch (*p) {
+		case '\0':
+		case ',':
+			if ((r = mailbox_end(&m, flags, fn, arg)) != 0)
+				return r;
+			count++;
+			if (*p == '\0')
+				return count;
+			memset(&m, 0, sizeof(m));
+			p++;
+			continue;
+		case ' ':
+		case '\t':
+		case '\r':
+		case '\n':
+			m.inrun = 0;
+			p++;
+			continue;
+		case '(':
+			if ((p = skip_comment(p)) == NULL)
+				return -1;
+			m.inrun = 0;
+			continue;
+		case '<':
+			if (m.have_angle)
+				return -1;
+			/* the address, then only white space or comments */
+			n = 0;
+			over = 0;
+			for (p++; *p != '>'; ) {
+				if (*p == '"') {
+					if ((p = copy_quoted(p, m.angle,
+					    sizeof(m.angle), &n, &over)) ==
+					    NULL)
+						return -1;
+					continue;
+				}
+				if (*p == '(') {
+					if ((p = skip_comment(p)) == NULL)
+						return -1;
+					continue;
+				}
+				/* no route, no space, no second bracket */
+				if (*p == '\0' || *p == '<' || *p == ',' ||
+				    *p == ':' || *p == ' ' || *p == '\t' ||
+				    *p == '\\' || (unsigned char)*p < 0x20)
+					return -1;
+				if (n + 1 >= sizeof(m.angle))
+					over = 1;
+				else {
+					m.angle[n++] = *p;
+					m.angle[n] = '\0';
+				}
+				p++;
+			}
+			if (over)
+				return -1;
+			p++;
+			m.have_angle = 1;
+			/* after '>' a new run of text is refused below */
+			m.inrun = 0;
+			continue;
+		case '>':
+		case ':':
+		case ';':
+		case '\\':
+			/* a group, a stray bracket or pair: not understood */
+			return -1;
+		case '"':
+			if (m.have_angle)
+				return -1;
+			if (!m.inrun)
+				m.runs++;
+			m.inrun = 1;
+			if ((q = copy_quoted(p, m.text, sizeof(m.text),
+			    &m.textlen, &m.over)) == NULL)
+				return -1;
+			p = q;
+			continue;
+		default:
+			if (m.have_angle || (unsigned char)*p < 0x20 ||
+			    *p == 0x7f)
+				return -1;
+			if (*p == '@' || *p == '[' || *p == ']')
+				m.specials = 1;
+			if (!m.inrun)
+				m.runs++;
+			m.inrun = 1;
+			if (m.textlen + 1 >= sizeof(m.text))
+				m.over = 1;
+			else {
+				m.text[m.textlen++] = *p;
+				m.text[m.textlen] = '\0';
+			}
+			p++;
+			continue;
+		}
+	}
+}

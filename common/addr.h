@@ -25,5 +25,18 @@ int	 addr_parse_path(const char *, int flags, char *addr, size_t addrlen,
 int	 addr_mailbox_valid(const char *, int flags);
 /* the domain of a mailbox, or "" */
 const char *addr_domain(const char *);
+/*
+ * The mailboxes of a From: or Sender: field value, unfolded (RFC 5322
+ * section 3.4: "Name <addr>" or a bare addr-spec, comma separated, with
+ * comments).  fn is called with each address, as addr_mailbox_valid()
+ * takes it, and returns 0 to go on or -1 to stop the walk.  -1
+ * for anything that is not a plain mailbox list: a group, a source
+ * route, an empty entry, an unbalanced quote, comment or bracket, text
+ * after an address, or an address that is not valid.  Otherwise the
+ * number of mailboxes.  Whatever is not understood is refused, never
+ * skipped: the caller's check must see every address a reader would.
+ */
+int	 addr_header_mailboxes(const char *, int flags,
+	    int (*fn)(const char *, void *), void *arg);
 
 #endif

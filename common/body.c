@@ -22,6 +22,12 @@ enum {
 	H_BODY		/* past the header section */
 };
 
+enum {
+	CAP_NONE,
+	CAP_FROM,	/* in the first From: field */
+	CAP_SENDER	/* in the first Sender: field */
+};
+
 void
 body_init(struct body *b, const char *add_msgid, const char *add_date)
 {
@@ -52,7 +58,7 @@ headers_end(struct body *b, struct buf *o, int separator)
 	int	 added = 0;
 
 	b->hstate = H_BODY;
-	b->in_from = 0;
+	b->capture = CAP_NONE;
 	if (!b->seen_msgid && b->add_msgid != NULL) {
 		out(b, o, b->add_msgid, strlen(b->add_msgid));
 		added = 1;
@@ -65,15 +71,55 @@ headers_end(struct body *b, struct buf *o, int separator)
 		out(b, o, "\r\n", 2);
 }
 
+static int
+is_name(struct body *b, const char *name)
+{
+	size_t	 n = b->hlen - b->hwsp;
+
+	return n == strlen(name) && strncasecmp(b->hname, name, n) == 0;
+}
+
 static void
 header_name(struct body *b)
 {
-	b->in_from = b->hlen == 4 && strncasecmp(b->hname, "From", 4) == 0 &&
-	    b->nfrom++ == 0;
-	if (b->hlen == 10 && strncasecmp(b->hname, "Message-ID", 10) == 0)
+	b->capture = CAP_NONE;
+	if (is_name(b, "From") && b->nfrom++ == 0)
+		b->capture = CAP_FROM;
+	if (is_name(b, "Sender") && b->nsender++ == 0)
+		b->capture = CAP_SENDER;
+	if (is_name(b, "Message-ID"))
 		b->seen_msgid = 1;
-	if (b->hlen == 4 && strncasecmp(b->hname, "Date", 4) == 0)
+	if (is_name(b, "Date"))
 		b->seen_date = 1;
+}
+
+/*
+ * Keep an octet of the From: or Sender: value; one too many and the
+ * field is flagged, never cut, so that no unchecked rest can pass.
+ */
+static void
+capture(struct body *b, char c)
+{
+	char	*v;
+	size_t	*len;
+	int	*toolong;
+
+	switch (b->capture) {
+	case CAP_FROM:
+		v = b->from, len = &b->fromlen, toolong = &b->from_long;
+		break;
+	case CAP_SENDER:
+		v = b->sender, len = &b->senderlen, toolong = &b->sender_long;
+		break;
+	default:
+		return;
+	}
+	if (*len >= BODY_FIELD_MAX) {
+		*toolong = 1;
+		return;
+	}
+	v[(*len)++] = c;
+	v[*len] = '\0';
 }
 
 /* One octet of message content (not a line ending). */
@@ -86,8 +132,10 @@ emit(struct body *b, struct buf *o, char c)
 	case H_NAME:
 		if (b->hlen == 0 && (c == ' ' || c == '\t') &&
 		    b->nheaders > 0) {
-			/* continuation of the previous field */
+			/* continuation of the previous field: unfolded, the
+			   white space stays */
 			b->hstate = H_VALUE;
+			capture(b, c);
 			break;
 		}
 		if (c == ':' && b->hlen > 0) {
@@ -97,7 +145,18 @@ emit(struct body *b, struct buf *o, char c)
 			b->hstate = H_VALUE;
 			break;
 		}
-		if (c > 32 && c < 127) {
+		/*
+		 * White space between the name and the colon (obsolete
+		 * syntax, RFC 5322 section 4.5) still makes a header field
+		 * for many readers: "From : x" is a From: field.
+		 */
+		if ((c == ' ' || c == '\t') && b->hlen > 0 &&
+		    b->hlen < sizeof(b->hname)) {
+			b->hname[b->hlen++] = c;
+			b->hwsp++;
+			return;
+		}
+		if (c > 32 && c < 127 && b->hwsp == 0) {
 			if (b->hlen < sizeof(b->hname)) {
 				b->hname[b->hlen++] = c;
 				return;
@@ -108,7 +167,7 @@ emit(struct body *b, struct buf *o, char c)
 			 */
 			out(b, o, b->hname, b->hlen);
 			b->hname[0] = '\0';
-			b->in_from = 0;
+			b->capture = CAP_NONE;
 			b->nheaders++;
 			b->hstate = H_VALUE;
 			break;
@@ -118,10 +177,7 @@ emit(struct body *b, struct buf *o, char c)
 		out(b, o, b->hname, b->hlen);
 		break;
 	case H_VALUE:
-		if (b->in_from && b->fromlen < sizeof(b->from) - 1) {
-			b->from[b->fromlen++] = c;
-			b->from[b->fromlen] = '\0';
-		}
+		capture(b, c);
 		break;
 	default:
 		break;
@@ -143,6 +199,7 @@ eol(struct body *b, struct buf *o)
 	} else if (b->hstate == H_VALUE)
 		b->hstate = H_NAME;
 	b->hlen = 0;
+	b->hwsp = 0;
 	b->linelen = 0;
 	out(b, o, "\r\n", 2);
 }

@@ -7,7 +7,8 @@
  * bare LF (SMTP smuggling) and lines over 998 octets.  On the way it scans
  * the header section and, where it ends, inserts the Message-ID: and Date:
  * lines the caller supplied if the message had none (RFC 6409 section 8),
- * and keeps the value of the first From: field for the sender check.
+ * and keeps the value of the first From: and Sender: fields, unfolded,
+ * for the sender check: whole, or flagged as too long to keep.
  * Once an error is flagged it stops producing output but keeps looking
  * for the end of data, so the client can be told.
  *
@@ -21,6 +22,7 @@
 #include "buf.h"
 
 #define BODY_LINE_MAX	998
+#define BODY_FIELD_MAX	4096	/* a From: or Sender: value kept whole */
 
 #define BODY_ERR_BARECR	0x01
 #define BODY_ERR_BARELF	0x02
@@ -36,14 +38,20 @@ struct body {
 	/* header scanning */
 	int		 hstate;
 	size_t		 hlen;
+	size_t		 hwsp;		/* of which white space, before ':' */
 	char		 hname[80];
 	int		 nheaders;
 	int		 seen_msgid;
 	int		 seen_date;
-	int		 in_from;	/* inside a From: field */
+	int		 capture;	/* inside the first From: or Sender: */
 	int		 nfrom;		/* From: fields seen */
-	char		 from[BODY_LINE_MAX + 1];	/* the first, unfolded */
+	char		 from[BODY_FIELD_MAX + 1];	/* the first, unfolded */
 	size_t		 fromlen;
+	int		 from_long;	/* longer than BODY_FIELD_MAX */
+	int		 nsender;	/* the same for Sender: */
+	char		 sender[BODY_FIELD_MAX + 1];
+	size_t		 senderlen;
+	int		 sender_long;
 	const char	*add_msgid;	/* whole lines, with CRLF, or NULL */
 	const char	*add_date;
 };

@@ -74,13 +74,52 @@ log_getverbose(void)
 	return log_verbose;
 }
 
+static int
+control(unsigned char c)
+{
+	return c < 0x20 || c == 0x7f;
+}
+
+/*
+ * The last guard: whatever a caller passed, no control character reaches
+ * the log, so no line can be split in two or hold a terminal escape.
+ * Strings from outside are escaped by the callers already (log_escape());
+ * this catches what slipped through, such as a library's message.
+ */
+static void
+neutralise(char *line, size_t len)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	char			 tmp[LOG_LINE_MAX];
+	size_t			 i, o;
+	unsigned char		 c;
+
+	for (i = 0; line[i] != '\0' && !control(line[i]); i++)
+		;
+	if (line[i] == '\0')
+		return;		/* the usual case */
+	for (i = o = 0; line[i] != '\0' && o + 5 <= sizeof(tmp); i++) {
+		c = line[i];
+		if (control(c)) {
+			tmp[o++] = '\\';
+			tmp[o++] = 'x';
+			tmp[o++] = hex[c >> 4];
+			tmp[o++] = hex[c & 0x0f];
+		} else
+			tmp[o++] = c;
+	}
+	tmp[o] = '\0';
+	strlcpy(line, tmp, len);
+}
+
 void
 log_vwrite(int pri, const char *fmt, va_list ap)
 {
-	char	 line[2048];
+	char	 line[LOG_LINE_MAX];
 	int	 saved = errno;
 
 	vsnprintf(line, sizeof(line), fmt, ap);
+	neutralise(line, sizeof(line));
 	if (log_foreground_flag && log_journal) {
 		fprintf(stderr, "<%d>%s: %s\n", LOG_PRI(pri), log_name, line);
 		fflush(stderr);
@@ -189,4 +228,37 @@ log_sanitise(char *dst, size_t len, const char *src)
 		    (unsigned char)src[i] > 0x7e || src[i] == '(' ||
 		    src[i] == ')' || src[i] == '\\') ? '_' : src[i];
 	dst[i] = '\0';
+}
+
+const char *
+log_escape(char *dst, size_t len, const char *src)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	const unsigned char	*p = (const unsigned char *)src;
+	size_t			 o = 0;
+
+	if (len == 0)
+		return "";
+	for (; *p != '\0'; p++) {
+		if (*p > ' ' && *p < 0x7f && *p != '\\') {
+			if (o + 1 >= len)
+				break;
+			dst[o++] = *p;
+		} else if (*p == '\\') {
+			if (o + 2 >= len)
+				break;
+			dst[o++] = '\\';
+			dst[o++] = '\\';
+		} else {
+			/* whole escapes only: a cut one would read as text */
+			if (o + 4 >= len)
+				break;
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[*p >> 4];
+			dst[o++] = hex[*p & 0x0f];
+		}
+	}
+	dst[o] = '\0';
+	return dst;
 }

@@ -9,6 +9,9 @@
 #define LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
+
+#define LOG_LINE_MAX	4096
 
 void	log_init(int foreground, int verbose);
 void	log_procname(const char *);
@@ -22,10 +25,21 @@ void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_vwrite(int, const char *, va_list)
 	    __attribute__((format(printf, 2, 0)));
 /*
- * Copy a string from the wire for a log line or a header: control
- * characters, spaces, 8-bit octets, parentheses and backslashes become '_'.
+ * Copy a string from the wire for a header (the HELO name and user name
+ * the listener keeps): control characters, spaces, 8-bit octets,
+ * parentheses and backslashes become '_'.
  */
 void	log_sanitise(char *, size_t, const char *);
+/*
+ * Every string from outside (addresses, user names, HELO names, the
+ * relay's replies) goes into a log line through this: each octet outside
+ * '!'..'~' becomes \xHH and a backslash \\, so the value is one field
+ * that holds no space, line break or terminal escape, and cannot forge
+ * another field or line.  Cut to fit len at an escape's boundary; returns
+ * dst, for use as a printf argument.
+ */
+#define LOG_ESCAPE_MAX(n)	(4 * (n) + 1)	/* room for n octets */
+const char *log_escape(char *dst, size_t len, const char *src);
 void	fatal(const char *, ...) __attribute__((format(printf, 1, 2)))
 	    __attribute__((noreturn));
 void	fatalx(const char *, ...) __attribute__((format(printf, 1, 2)))

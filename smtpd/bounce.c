@@ -39,6 +39,25 @@ status_code(const char *reply, const char *dflt, char *out, size_t len)
 	strlcpy(out, dflt, len);
 }
 
+/*
+ * A relay's reply as a line of the report: the envelope keeps whatever
+ * octets it was given, a us-ascii report cannot, so a TAB becomes a space
+ * and any other control or 8-bit octet a '?'.
+ */
+static const char *
+report_text(char *dst, size_t len, const char *src)
+{
+	size_t		 i;
+	unsigned char	 c;
+
+	for (i = 0; i + 1 < len && src[i] != '\0'; i++) {
+		c = src[i];
+		dst[i] = c == '\t' ? ' ' : (c < 0x20 || c > 0x7e) ? '?' : c;
+	}
+	dst[i] = '\0';
+	return dst;
+}
+
 static void
 rfc5322_date(time_t t, char *buf, size_t len)
 {
@@ -80,6 +99,7 @@ bounce_write(int fd, struct smsubmit_conf *conf, struct qmsg *orig,
 {
 	FILE		*out;
 	char		 date[64], arrival[64], status[32];
+	char		 text[sizeof(orig->rcpts[0].reply)];
 	char		 boundary[HOST_NAME_MAX + QUEUE_ID_LEN + 2];
 	struct rcpt	*r;
 	int		 i, fd2;
@@ -117,7 +137,8 @@ bounce_write(int fd, struct smsubmit_conf *conf, struct qmsg *orig,
 	    expired ? ", because it could not be relayed in time" : "");
 	for (i = 0, r = orig->rcpts; i < orig->nrcpts; i++, r++)
 		if (r->state == RCPT_FAILED)
-			fprintf(out, "<%s>: %s\r\n", r->addr, r->reply);
+			fprintf(out, "<%s>: %s\r\n", r->addr,
+			    report_text(text, sizeof(text), r->reply));
 
 	fprintf(out, "\r\n--%s\r\n"
 	    "Content-Type: message/delivery-status\r\n"
@@ -143,10 +164,11 @@ bounce_write(int fd, struct smsubmit_conf *conf, struct qmsg *orig,
 			fprintf(out, "Remote-MTA: dns; %.*s\r\n"
 			    "Diagnostic-Code: smtp; %s\r\n",
 			    (int)strcspn(conf->relay_name, " "),
-			    conf->relay_name, r->reply);
+			    conf->relay_name,
+			    report_text(text, sizeof(text), r->reply));
 		else
 			fprintf(out, "Diagnostic-Code: smtp; %s\r\n",
-			    r->reply);
+			    report_text(text, sizeof(text), r->reply));
 		fprintf(out, "Last-Attempt-Date: %s\r\n", date);
 	}
 	fprintf(out, "\r\n--%s\r\n"

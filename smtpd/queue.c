@@ -8,6 +8,8 @@
  *	queue/ID.env	its envelope: written last, it is the commit point
  *	corrupt/	committed files that could not be parsed
  *
+ * The envelope's format, and its writing and reading, are envelope.c's.
+ *
  * A message is committed by fsync() of the file, fsync() of the envelope,
  * rename of the message, rename of the envelope, fsync() of queue/.  Only
  * then does the listener hear "ok" and the client "250".  On start-up
@@ -31,8 +33,6 @@
 #include "log.h"
 #include "smsubmit.h"
 
-#define ENVELOPE_MAX	(1024 * 1024)
-
 /* A message being received: the listener holds a descriptor to it. */
 struct incoming {
 	TAILQ_ENTRY(incoming)	 entry;
@@ -55,49 +55,7 @@ static struct {
 
 static void	schedule(void);
 
-static const char *rcpt_state_names[] = { "pending", "done", "failed",
-    "bounced" };
-
-static void
-qmsg_clear(struct qmsg *m)
-{
-	int	 i;
-
-	for (i = 0; i < m->nrcpts; i++)
-		free(m->rcpts[i].addr);
-	free(m->rcpts);
-	m->rcpts = NULL;
-	m->nrcpts = 0;
-}
-
-static int
-rcpt_add(struct qmsg *m, const char *addr, enum rcpt_state state)
-{
-	struct rcpt	*r;
-
-	if ((r = reallocarray(m->rcpts, m->nrcpts + 1, sizeof(*r))) == NULL)
-		return -1;
-	m->rcpts = r;
-	memset(&r[m->nrcpts], 0, sizeof(*r));
-	if ((r[m->nrcpts].addr = strdup(addr)) == NULL)
-		return -1;
-	r[m->nrcpts++].state = state;
-	return 0;
-}
-
-static int
-id_valid(const char *id)
-{
-	size_t	 i;
-
-	for (i = 0; id[i] != '\0'; i++)
-		if (!((id[i] >= '0' && id[i] <= '9') ||
-		    (id[i] >= 'a' && id[i] <= 'f')))
-			return 0;
-	return i == QUEUE_ID_LEN;
-}
-
-/* A free-text field: printable, no line breaks. */
+/* A free-text field from the listener: printable, no line breaks. */
 static int
 text_valid(const char *s, size_t max)
 {
@@ -109,181 +67,6 @@ text_valid(const char *s, size_t max)
 		if ((unsigned char)*s < 0x20 || *s == 0x7f)
 			return 0;
 	return 1;
-}
-
-/* --- envelope files --- */
-
-static int
-envelope_write(int fd, struct qmsg *m)
-{
-	FILE	*fp;
-	int	 i, fd2;
-
-	if ((fd2 = dup(fd)) == -1 || (fp = fdopen(fd2, "w")) == NULL) {
-		if (fd2 != -1)
-			close(fd2);
-		return -1;
-	}
-	fprintf(fp, "version 1\nid %s\ncreated %lld\nfrom %s\nuser %s\n"
-	    "helo %s\nclient %s\nflags %d\nattempts %d\nnext %lld\n"
-	    "error %s\n", m->id, (long long)m->created, m->from, m->user,
-	    m->helo, m->client, m->flags, m->attempts, (long long)m->next,
-	    m->error);
-	for (i = 0; i < m->nrcpts; i++) {
-		fprintf(fp, "rcpt %s %s\n",
-		    rcpt_state_names[m->rcpts[i].state], m->rcpts[i].addr);
-		if (m->rcpts[i].reply[0] != '\0')
-			fprintf(fp, "reply %s\n", m->rcpts[i].reply);
-	}
-	if (fflush(fp) != 0 || ferror(fp)) {
-		fclose(fp);
-		return -1;
-	}
-	return fclose(fp) == 0 ? 0 : -1;
-}
-
-static int
-num_field(const char *v, long long min, long long max, long long *out)
-{
-	const char	*errstr;
-
-	*out = strtonum(v, min, max, &errstr);
-	return errstr == NULL ? 0 : -1;
-}
-
-int
-queue_envelope_parse(struct qmsg *m, char *text)
-{
-	char		*line, *next, *val;
-	long long	 n;
-	int		 version = 0, st;
-
-	memset(m, 0, sizeof(*m));
-	for (line = text; line != NULL && *line != '\0'; line = next) {
-		if ((next = strchr(line, '\n')) == NULL)
-			return -1;	/* every line ends */
-		*next++ = '\0';
-		if ((val = strchr(line, ' ')) == NULL)
-			return -1;
-		*val++ = '\0';
-		if (!text_valid(val, 4096))
-			return -1;
-		if (strcmp(line, "version") == 0) {
-			if (strcmp(val, "1") != 0)
-				return -1;
-			version = 1;
-		} else if (strcmp(line, "id") == 0) {
-			if (!id_valid(val))
-				return -1;
-			strlcpy(m->id, val, sizeof(m->id));
-		} else if (strcmp(line, "created") == 0) {
-			if (num_field(val, 0, LLONG_MAX, &n) == -1)
-				return -1;
-			m->created = n;
-		} else if (strcmp(line, "from") == 0) {
-			if (!addr_mailbox_valid(val, ADDR_NULL_OK | ADDR_UTF8) ||
-			    strlcpy(m->from, val, sizeof(m->from)) >=
-			    sizeof(m->from))
-				return -1;
-		} else if (strcmp(line, "user") == 0) {
-			if (strlcpy(m->user, val, sizeof(m->user)) >=
-			    sizeof(m->user))
-				return -1;
-		} else if (strcmp(line, "helo") == 0) {
-			if (strlcpy(m->helo, val, sizeof(m->helo)) >=
-			    sizeof(m->helo))
-				return -1;
-		} else if (strcmp(line, "client") == 0) {
-			if (strlcpy(m->client, val, sizeof(m->client)) >=
-			    sizeof(m->client))
-				return -1;
-		} else if (strcmp(line, "flags") == 0) {
-			if (num_field(val, 0, ENV_8BITMIME | ENV_SMTPUTF8,
-			    &n) == -1)
-				return -1;
-			m->flags = n;
-		} else if (strcmp(line, "attempts") == 0) {
-			if (num_field(val, 0, INT_MAX, &n) == -1)
-				return -1;
-			m->attempts = n;
-		} else if (strcmp(line, "next") == 0) {
-			if (num_field(val, 0, LLONG_MAX, &n) == -1)
-				return -1;
-			m->next = n;
-		} else if (strcmp(line, "error") == 0) {
-			strlcpy(m->error, val, sizeof(m->error));
-		} else if (strcmp(line, "rcpt") == 0) {
-			if (strncmp(val, "pending ", 8) == 0)
-				st = RCPT_PENDING;
-			else if (strncmp(val, "done ", 5) == 0)
-				st = RCPT_DONE;
-			else if (strncmp(val, "failed ", 7) == 0)
-				st = RCPT_FAILED;
-			else if (strncmp(val, "bounced ", 8) == 0)
-				st = RCPT_BOUNCED;
-			else
-				return -1;
-			val = strchr(val, ' ') + 1;
-			if (!addr_mailbox_valid(val, ADDR_UTF8 |
-			    ADDR_POSTMASTER) || rcpt_add(m, val, st) == -1)
-				return -1;
-		} else if (strcmp(line, "reply") == 0) {
-			if (m->nrcpts == 0)
-				return -1;
-			strlcpy(m->rcpts[m->nrcpts - 1].reply, val,
-			    sizeof(m->rcpts[0].reply));
-		} else
-			return -1;
-	}
-	if (!version || m->id[0] == '\0' || m->nrcpts == 0)
-		return -1;
-	return 0;
-}
-
-/* Write an envelope to tmp/ID.env and fsync it. */
-static int
-envelope_save_tmp(struct qmsg *m, char *path, size_t len)
-{
-	int	 fd;
-
-	snprintf(path, len, "tmp/%s.env", m->id);
-	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-	    0600)) == -1)
-		return -1;
-	if (envelope_write(fd, m) == -1 || fsync(fd) == -1) {
-		close(fd);
-		unlink(path);
-		return -1;
-	}
-	if (close(fd) == -1) {
-		unlink(path);
-		return -1;
-	}
-	return 0;
-}
-
-/* Replace a committed envelope atomically. */
-static int
-envelope_update(struct qmsg *m)
-{
-	char	 tmp[64], path[64];
-	int	 saved;
-
-	if (envelope_save_tmp(m, tmp, sizeof(tmp)) == -1)
-		goto fail;
-	snprintf(path, sizeof(path), "queue/%s.env", m->id);
-	if (rename(tmp, path) == -1) {
-		saved = errno;
-		unlink(tmp);
-		errno = saved;
-		goto fail;
-	}
-	if (fsync(env.dirfd) == -1)
-		goto fail;
-	return 0;
- fail:
-	log_warn("message %s: cannot update envelope", m->id);
-	return -1;
 }
 
 static void
@@ -300,7 +83,7 @@ message_remove(struct qmsg *m)
 		log_warn("unlink %s", path);
 	fsync(env.dirfd);
 	TAILQ_REMOVE(&env.queue, m, entry);
-	qmsg_clear(m);
+	envelope_clear(m);
 	free(m);
 }
 
@@ -330,6 +113,7 @@ recover(void)
 	struct qmsg	*m;
 	struct stat	 st;
 	char		 path[PATH_MAX + 16], id[QUEUE_ID_LEN + 1], *text;
+	char		 esc[LOG_ESCAPE_MAX(NAME_MAX)];
 	size_t		 n;
 	int		 loaded = 0, swept = 0;
 
@@ -350,16 +134,11 @@ recover(void)
 		if (de->d_name[0] == '.')
 			continue;
 		n = strlen(de->d_name);
-		if (n != QUEUE_ID_LEN + 4) {
+		memcpy(id, de->d_name, n < QUEUE_ID_LEN ? n : QUEUE_ID_LEN);
+		id[n < QUEUE_ID_LEN ? n : QUEUE_ID_LEN] = '\0';
+		if (n != QUEUE_ID_LEN + 4 || !envelope_id_valid(id)) {
 			log_warnx("stray file queue/%s left alone",
-			    de->d_name);
-			continue;
-		}
-		memcpy(id, de->d_name, QUEUE_ID_LEN);
-		id[QUEUE_ID_LEN] = '\0';
-		if (!id_valid(id)) {
-			log_warnx("stray file queue/%s left alone",
-			    de->d_name);
+			    log_escape(esc, sizeof(esc), de->d_name));
 			continue;
 		}
 		if (strcmp(de->d_name + QUEUE_ID_LEN, ".msg") == 0) {
@@ -384,10 +163,10 @@ recover(void)
 		if ((m = calloc(1, sizeof(*m))) == NULL)
 			fatal("calloc");
 		if ((text = file_read(path, ENVELOPE_MAX, &n)) == NULL ||
-		    queue_envelope_parse(m, text) == -1 ||
+		    envelope_parse(m, text) == -1 ||
 		    strcmp(m->id, id) != 0) {
 			free(text);
-			qmsg_clear(m);
+			envelope_clear(m);
 			free(m);
 			quarantine(id, "unreadable envelope");
 			continue;
@@ -427,7 +206,7 @@ incoming_drop(struct incoming *in)
 	unlink(path);
 	close(in->fd);
 	TAILQ_REMOVE(&env.incoming, in, entry);
-	qmsg_clear(&in->m);
+	envelope_clear(&in->m);
 	free(in);
 }
 
@@ -540,6 +319,8 @@ static void
 msg_commit(struct incoming *in)
 {
 	struct qmsg	*m;
+	char		 efrom[LOG_ESCAPE_MAX(ADDR_MAX)];
+	char		 euser[LOG_ESCAPE_MAX(sizeof(m->user))];
 	int		 saved;
 
 	if (commit(in->fd, &in->m) == -1) {
@@ -554,7 +335,8 @@ msg_commit(struct incoming *in)
 	ipc_send(env.listener, IMSG_MSG_RESULT, in->session, -1, "us",
 	    (uint32_t)QUEUE_OK, m->id);
 	log_info("session %08x message %s committed: from=<%s> rcpts=%d "
-	    "user=%s", in->session, m->id, m->from, m->nrcpts, m->user);
+	    "user=%s", in->session, m->id, log_escape(efrom, sizeof(efrom),
+	    m->from), m->nrcpts, log_escape(euser, sizeof(euser), m->user));
 	incoming_drop(in);
 	schedule();
 }
@@ -607,7 +389,7 @@ listener_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 			fatalx("MSG_RCPT out of order");
 		if (!addr_mailbox_valid(rcpt, ADDR_UTF8 | ADDR_POSTMASTER))
 			fatalx("bad recipient from listener");
-		if (rcpt_add(&in->m, rcpt, RCPT_PENDING) == -1)
+		if (envelope_rcpt_add(&in->m, rcpt, RCPT_PENDING) == -1)
 			fatal("rcpt_add");
 		return;
 	case IMSG_MSG_COMMIT:
@@ -653,7 +435,7 @@ static int
 bounce(struct qmsg *m, int expired)
 {
 	struct qmsg	 b;
-	char		 path[64], msgpath[64];
+	char		 path[64], msgpath[64], esc[LOG_ESCAPE_MAX(ADDR_MAX)];
 	int		 fd, msgfd, i, r;
 
 	if (m->from[0] == '\0')
@@ -677,18 +459,18 @@ bounce(struct qmsg *m, int expired)
 		b.flags = m->flags;
 		strlcpy(b.helo, env.conf->hostname, sizeof(b.helo));
 		strlcpy(b.client, "localhost", sizeof(b.client));
-		if (r == -1 || rcpt_add(&b, m->from, RCPT_PENDING) == -1 ||
-		    commit(fd, &b) == -1) {
+		if (r == -1 || envelope_rcpt_add(&b, m->from,
+		    RCPT_PENDING) == -1 || commit(fd, &b) == -1) {
 			log_warn("message %s: cannot commit bounce", m->id);
 			close(fd);
 			unlink(path);
-			qmsg_clear(&b);
+			envelope_clear(&b);
 			return -1;
 		}
 		close(fd);
 		enqueue(&b);
 		log_info("message %s: bounce %s sent to <%s>", m->id, b.id,
-		    m->from);
+		    log_escape(esc, sizeof(esc), m->from));
 	}
 	for (i = 0; i < m->nrcpts; i++)
 		if (m->rcpts[i].state == RCPT_FAILED)
@@ -700,6 +482,7 @@ void
 queue_relay_done(struct qmsg *m)
 {
 	time_t	 now = time(NULL);
+	char	 esc[LOG_ESCAPE_MAX(sizeof(m->error))];
 	int	 i, pending = 0, done = 0, failed = 0, expired = 0;
 
 	env.busy = NULL;
@@ -737,9 +520,9 @@ queue_relay_done(struct qmsg *m)
 		m->attempts++;
 		m->next = now + backoff(m->attempts);
 		log_info("message %s: %d recipients deferred (%s), retry in "
-		    "%llds", m->id, pending, m->error,
-		    (long long)(m->next - now));
-		envelope_update(m);
+		    "%llds", m->id, pending, log_escape(esc, sizeof(esc),
+		    m->error), (long long)(m->next - now));
+		envelope_update(env.dirfd, m);
 	}
 	schedule();
 }
@@ -760,23 +543,29 @@ queue_show(struct buf *out)
 {
 	struct qmsg	*m;
 	time_t		 now = time(NULL);
+	/* what outside parties said is shown escaped, as in the log */
+	char		 e1[LOG_ESCAPE_MAX(ADDR_MAX)], e2[LOG_ESCAPE_MAX(256)];
 	int		 i, n = 0;
 
 	TAILQ_FOREACH(m, &env.queue, entry) {
 		n++;
 		buf_printf(out, "%s age=%llds from=<%s> user=%s attempts=%d "
 		    "next=%s%lld%s\n", m->id, (long long)(now - m->created),
-		    m->from, m->user[0] ? m->user : "-", m->attempts,
+		    log_escape(e1, sizeof(e1), m->from),
+		    m->user[0] ? log_escape(e2, sizeof(e2), m->user) : "-",
+		    m->attempts,
 		    m == env.busy ? "now (delivering)" : "in ",
 		    m == env.busy ? 0LL : (long long)(m->next > now ?
 		    m->next - now : 0), m == env.busy ? "" : "s");
 		for (i = 0; i < m->nrcpts; i++)
 			buf_printf(out, "    %-8s <%s>%s%s\n",
-			    rcpt_state_names[m->rcpts[i].state],
-			    m->rcpts[i].addr, m->rcpts[i].reply[0] ? " " : "",
-			    m->rcpts[i].reply);
+			    envelope_rcpt_state_name(m->rcpts[i].state),
+			    log_escape(e1, sizeof(e1), m->rcpts[i].addr),
+			    m->rcpts[i].reply[0] ? " " : "",
+			    log_escape(e2, sizeof(e2), m->rcpts[i].reply));
 		if (m->error[0] != '\0')
-			buf_printf(out, "    last error: %s\n", m->error);
+			buf_printf(out, "    last error: %s\n",
+			    log_escape(e1, sizeof(e1), m->error));
 	}
 	buf_printf(out, "%d message%s in the queue\n", n, n == 1 ? "" : "s");
 }

@@ -92,7 +92,7 @@ static void
 relay_send(const char *fmt, ...)
 {
 	va_list	 ap;
-	char	 line[RELAY_LINE_MAX];
+	char	 line[RELAY_LINE_MAX], esc[LOG_LINE_MAX];
 	int	 n;
 
 	va_start(ap, fmt);
@@ -100,19 +100,30 @@ relay_send(const char *fmt, ...)
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof(line) - 2)
 		fatalx("%s: line too long", __func__);
-	log_debug("relay > %s", line);
+	/* our words, but with the addresses the client gave */
+	log_debug("relay > %s", log_escape(esc, sizeof(esc), line));
 	memcpy(line + n, "\r\n", 2);
 	bufferevent_write(r.bev, line, n + 2);
 }
 
-/* Note the relay's reply, cleaned for logs and envelopes. */
+/*
+ * Note the relay's reply as the message's error or a recipient's reply,
+ * as it came: the envelope keeps any octet, log lines and "smsubmit -q"
+ * escape it, the DSN cleans it (bounce.c).
+ */
 static void
 note_reply(char *dst, size_t len)
 {
-	log_sanitise(dst, len, r.reply);
-	for (; *dst != '\0'; dst++)
-		if (*dst == '_')
-			*dst = ' ';
+	strlcpy(dst, r.reply, len);
+}
+
+/* The relay's current reply, escaped for a log line. */
+static const char *
+reply_esc(void)
+{
+	static char	 esc[LOG_LINE_MAX];
+
+	return log_escape(esc, sizeof(esc), r.reply);
 }
 
 static void
@@ -141,13 +152,21 @@ go_idle(void)
 	evtimer_add(r.idle, &tv);
 }
 
-/* The connection is lost or useless: drop it, keep what is pending. */
+/*
+ * The connection is lost or useless: drop it, keep what is pending.  why
+ * is ours; with_reply adds the relay's last reply (a 421), which is also
+ * kept as the message's error.
+ */
 static void
-fail_conn(const char *why)
+lose_conn(const char *why, int with_reply)
 {
 	int	 early = r.state <= R_EHLO;
 
-	log_info("relay %s: %s", r.conf->relay_name, why);
+	if (with_reply)
+		log_info("relay %s: %s: %s", r.conf->relay_name, why,
+		    reply_esc());
+	else
+		log_info("relay %s: %s", r.conf->relay_name, why);
 	if (r.bev != NULL) {
 		bufferevent_free(r.bev);
 		r.bev = NULL;
@@ -161,9 +180,17 @@ fail_conn(const char *why)
 			r.retry_at = time(NULL) + DOWN_MAX;
 	}
 	r.state = R_NONE;
-	if (r.m != NULL)
+	if (r.m != NULL && with_reply)
+		note_reply(r.m->error, sizeof(r.m->error));
+	else if (r.m != NULL)
 		strlcpy(r.m->error, why, sizeof(r.m->error));
 	finish();
+}
+
+static void
+fail_conn(const char *why)
+{
+	lose_conn(why, 0);
 }
 
 static int
@@ -297,7 +324,7 @@ reply(int code)
 
 	if (code == 421 && r.state != R_QUIT) {
 		/* the relay is closing the connection: retry on a new one */
-		fail_conn(r.reply);
+		lose_conn("closing the connection", 1);
 		return;
 	}
 	switch (r.state) {
@@ -373,12 +400,12 @@ reply(int code)
 				m->rcpts[r.accepted[i]].state = RCPT_DONE;
 			log_info("message %s: relay %s accepted %d "
 			    "recipients: %s", m->id, r.conf->relay_name,
-			    r.naccepted, r.reply);
+			    r.naccepted, reply_esc());
 		} else {
 			refuse_accepted(code / 100 == 5);
 			pending_error();
 			log_info("message %s: relay %s refused the data: %s",
-			    m->id, r.conf->relay_name, r.reply);
+			    m->id, r.conf->relay_name, reply_esc());
 		}
 		end_transaction(0);
 		return;
@@ -409,13 +436,15 @@ static void
 read_cb(struct bufferevent *bev, void *arg)
 {
 	struct evbuffer	*in = bufferevent_get_input(bev);
-	char		*line;
+	char		*line, esc[LOG_LINE_MAX];
 	size_t		 len;
 	int		 code, last;
 
 	while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) !=
 	    NULL) {
-		log_debug("relay < %s", line);
+		if (log_getverbose() > 0)
+			log_debug("relay < %s", log_escape(esc, sizeof(esc),
+			    line));
 		if (r.state == R_BODY || r.state == R_NONE ||
 		    r.state == R_IDLE || len >= RELAY_LINE_MAX ||
 		    (last = relay_reply_line(line, &code)) == -1) {

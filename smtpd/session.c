@@ -236,16 +236,27 @@ command(struct session *s, char *line)
 	const char		*arg;
 
 	if (log_getverbose() > 0) {
-		char	 shown[SMTP_LINE_MAX];
-		size_t	 i;
+		char	 verb[16], everb[LOG_ESCAPE_MAX(sizeof(verb))];
+		char	 shown[LOG_ESCAPE_MAX(SMTP_LINE_MAX)];
+		size_t	 n;
 
-		/* the wire's control characters stay out of the log */
-		strlcpy(shown, strncasecmp(line, "AUTH ", 5) == 0 ?
-		    "AUTH ..." : line, sizeof(shown));
-		for (i = 0; shown[i] != '\0'; i++)
-			if ((unsigned char)shown[i] < 0x20 || shown[i] == 0x7f)
-				shown[i] = '?';
-		log_debug("session %08x < %s", s->id, shown);
+		/*
+		 * The verb, then the client's argument escaped like every
+		 * string from outside: it cannot forge a field or a line.
+		 */
+		n = strcspn(line, " ");
+		if (n >= sizeof(verb))
+			n = 0;
+		memcpy(verb, line, n);
+		verb[n] = '\0';
+		if (strncasecmp(line, "AUTH ", 5) == 0)
+			strlcpy(shown, "...", sizeof(shown));
+		else
+			log_escape(shown, sizeof(shown), line + n +
+			    (line[n] == ' '));
+		log_debug("session %08x < %s%s%s", s->id,
+		    log_escape(everb, sizeof(everb), verb),
+		    n > 0 && line[n] == ' ' ? " " : "", shown);
 	}
 	if (is_http(line)) {
 		session_close(s, "HTTP request");
@@ -668,7 +679,8 @@ static void
 cmd_mail(struct session *s, const char *arg)
 {
 	const char	*params, *msg;
-	char		 addr[ADDR_MAX];
+	char		 addr[ADDR_MAX], eaddr[LOG_ESCAPE_MAX(ADDR_MAX)];
+	char		 euser[LOG_ESCAPE_MAX(sizeof(s->user))];
 	int		 code, flags;
 
 	if (s->state == S_MAIL || s->state == S_RCPT) {
@@ -699,7 +711,8 @@ cmd_mail(struct session *s, const char *arg)
 	}
 	if (addr[0] != '\0' && !sender_allowed(s, addr)) {
 		log_info("session %08x user=%s may not send as <%s>", s->id,
-		    s->user, addr);
+		    log_escape(euser, sizeof(euser), s->user),
+		    log_escape(eaddr, sizeof(eaddr), addr));
 		session_reply(s, "553 5.7.1 Sender address not allowed for "
 		    "this user");
 		return;
@@ -914,43 +927,37 @@ data_write(struct session *s)
 	buf_drain(&s->dbuf, buf_used(&s->dbuf));
 }
 
+static int
+header_addr_allowed(const char *addr, void *arg)
+{
+	return sender_allowed(arg, addr) ? 0 : -1;
+}
+
 /*
  * With "senders check-header-from", the message must have exactly one
- * From: field and every address in it must be one the user may use.
+ * From: field, and at most one Sender: with one address, and every
+ * address in them must be one the user may use.  Each field is checked
+ * whole: one too long to keep, or that the parser does not understand,
+ * is refused, never checked in part.  NULL if allowed, else why not.
  */
-static int
-header_from_allowed(struct session *s, struct body *b)
+static const char *
+header_from_refused(struct session *s, struct body *b)
 {
-	char	 v[sizeof(b->from)], *p, *q, *addr;
-	int	 n = 0;
-
 	if (s->senders != NULL && strcmp(s->senders, "*") == 0)
-		return 1;
+		return NULL;
+	if (b->from_long || b->sender_long)
+		return "too long to check";
 	if (b->nfrom != 1)
-		return 0;
-	strlcpy(v, b->from, sizeof(v));
-	/* drop comments, which may hold anything */
-	while ((p = strchr(v, '(')) != NULL && (q = strchr(p, ')')) != NULL)
-		memmove(p, q + 1, strlen(q + 1) + 1);
-	if (strchr(v, '<') != NULL) {
-		for (p = v; (p = strchr(p, '<')) != NULL; p = q + 1) {
-			if ((q = strchr(p, '>')) == NULL)
-				return 0;
-			*q = '\0';
-			if (!sender_allowed(s, p + 1))
-				return 0;
-			n++;
-		}
-		return n > 0;
-	}
-	for (p = v; (addr = strsep(&p, ",")) != NULL; ) {
-		addr += strspn(addr, " \t");
-		addr[strcspn(addr, " \t")] = '\0';
-		if (*addr == '\0' || !sender_allowed(s, addr))
-			return 0;
-		n++;
-	}
-	return n > 0;
+		return b->nfrom == 0 ? "missing" : "more than one";
+	if (b->nsender > 1)
+		return "more than one Sender:";
+	if (addr_header_mailboxes(b->from, ADDR_UTF8, header_addr_allowed,
+	    s) < 1)
+		return "not allowed";
+	if (b->nsender == 1 && addr_header_mailboxes(b->sender, ADDR_UTF8,
+	    header_addr_allowed, s) != 1)
+		return "Sender: not allowed";
+	return NULL;
 }
 
 static void
@@ -958,6 +965,8 @@ data_end(struct session *s)
 {
 	struct smsubmit_conf	*conf = s->env->conf;
 	struct body		*b = s->body;
+	const char		*why;
+	char			 euser[LOG_ESCAPE_MAX(sizeof(s->user))];
 	int			 i, flags = 0;
 
 	s->state = S_RCPT;
@@ -979,11 +988,17 @@ data_end(struct session *s)
 		transaction_reset(s);
 		return;
 	}
-	if (conf->senders_check_from && !header_from_allowed(s, b)) {
-		log_info("session %08x message %s refused: From: header not "
-		    "allowed for user=%s", s->id, s->msgid, s->user);
-		session_reply(s, "550 5.7.1 From: header address not allowed "
-		    "for this user");
+	if (conf->senders_check_from &&
+	    (why = header_from_refused(s, b)) != NULL) {
+		log_info("session %08x message %s refused: From: header %s "
+		    "for user=%s", s->id, s->msgid, why,
+		    log_escape(euser, sizeof(euser), s->user));
+		if (b->from_long || b->sender_long)
+			session_reply(s, "550 5.7.1 From: or Sender: header "
+			    "too long to check");
+		else
+			session_reply(s, "550 5.7.1 From: header address not "
+			    "allowed for this user");
 		transaction_reset(s);
 		return;
 	}
@@ -1037,7 +1052,8 @@ data_input(struct session *s)
 static void
 log_accepted(struct session *s)
 {
-	char	 rcpts[1024];
+	char	 rcpts[1024], e[LOG_ESCAPE_MAX(ADDR_MAX)];
+	char	 euser[LOG_ESCAPE_MAX(sizeof(s->user))];
 	int	 i;
 
 	rcpts[0] = '\0';
@@ -1045,13 +1061,15 @@ log_accepted(struct session *s)
 		if (i > 0)
 			strlcat(rcpts, ",", sizeof(rcpts));
 		strlcat(rcpts, "<", sizeof(rcpts));
-		strlcat(rcpts, s->rcpts[i], sizeof(rcpts));
+		strlcat(rcpts, log_escape(e, sizeof(e), s->rcpts[i]),
+		    sizeof(rcpts));
 		if (strlcat(rcpts, ">", sizeof(rcpts)) >= sizeof(rcpts))
 			break;
 	}
 	log_info("session %08x message %s accepted: from=<%s> to=%s "
-	    "size=%zu user=%s", s->id, s->msgid, s->from, rcpts, s->msgsize,
-	    s->user);
+	    "size=%zu user=%s", s->id, s->msgid, log_escape(e, sizeof(e),
+	    s->from), rcpts, s->msgsize, log_escape(euser, sizeof(euser),
+	    s->user));
 }
 
 void

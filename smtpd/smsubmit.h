@@ -417,8 +417,6 @@ void	 queue_main(struct smsubmit_conf *, struct proc_peers *)
 	    __attribute__((noreturn));
 /* Called by the relay when an attempt at a message is over. */
 void	 queue_relay_done(struct qmsg *);
-/* Parse an envelope file's text; 0 if valid. */
-int	 queue_envelope_parse(struct qmsg *, char *);
 
 /* Called by the relay when a connection to it works again. */
 void	 queue_relay_back(void);
@@ -445,6 +443,26 @@ const char *keypair_parse(const uint8_t *cert, size_t, const uint8_t *key,
  * the number of problems.
  */
 int	 check_config(const char *file, struct smsubmit_conf *, int create);
+
+/* --- envelope.c: the envelope file format, round-trip safe --- */
+
+#define ENVELOPE_MAX		(1024 * 1024)	/* octets, written or read */
+
+void	 envelope_clear(struct qmsg *);		/* frees the recipients */
+int	 envelope_rcpt_add(struct qmsg *, const char *, enum rcpt_state);
+int	 envelope_id_valid(const char *);
+const char *envelope_rcpt_state_name(enum rcpt_state);
+/* The file's text into out (a buffer limited to ENVELOPE_MAX); -1 if
+   it does not fit. */
+int	 envelope_format(struct buf *out, const struct qmsg *);
+int	 envelope_write(int fd, const struct qmsg *);
+/* Parse an envelope file's text (changed in place); 0 if valid.  On
+   failure the recipients read so far are still to be freed. */
+int	 envelope_parse(struct qmsg *, char *);
+/* Write tmp/ID.env and fsync it; path gets its name. */
+int	 envelope_save_tmp(const struct qmsg *, char *path, size_t len);
+/* Replace queue/ID.env atomically; dirfd is queue/, synced after. */
+int	 envelope_update(int dirfd, const struct qmsg *);
 
 /* --- bounce.c --- */
 

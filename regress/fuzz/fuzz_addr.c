@@ -2,7 +2,9 @@
  * fuzz_addr.c: SMTP paths and mailboxes (common/addr.c), with every
  * combination of flags.  The listener parses paths from the wire; the
  * queue re-validates mailboxes it reads back from envelope files, so what
- * one accepts the other must accept too.
+ * one accepts the other must accept too.  And the same input as a From:
+ * field's value (addr_header_mailboxes()): each address it hands over
+ * is a valid mailbox, and it counts them right.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,6 +15,18 @@
 #include "fuzz.h"
 
 #define NFLAGS	8	/* ADDR_NULL_OK | ADDR_UTF8 | ADDR_POSTMASTER */
+
+static int	 header_flags;
+
+static int
+header_cb(const char *addr, void *arg)
+{
+	int	*n = arg;
+
+	CHECK(addr_mailbox_valid(addr, header_flags & ~ADDR_NULL_OK));
+	(*n)++;
+	return 0;
+}
 
 /* What a mailbox that passed the checks may contain. */
 static void
@@ -120,6 +134,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(strcmp(addr, s) == 0);
 			CHECK(params == path + len + 2);
 		}
+	}
+	/* as a header field */
+	for (flags = 0; flags < NFLAGS; flags++) {
+		int	 n = 0;
+
+		header_flags = flags;
+		r = addr_header_mailboxes(s, flags, header_cb, &n);
+		CHECK(r == -1 || (r > 0 && r == n));
 	}
 	/* each flag only ever widens what is accepted */
 	for (flags = 0; flags < NFLAGS; flags++)

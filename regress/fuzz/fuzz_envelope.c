@@ -1,7 +1,13 @@
 /*
- * fuzz_envelope.c: envelope files as the queue process reads them back
- * from its directory at start-up (queue_envelope_parse() in
- * smtpd/queue.c).  A damaged file must be refused, never trusted.
+ * fuzz_envelope.c: the envelope format of smtpd/envelope.c, both ways.
+ *
+ * 1. The input as an envelope file, as the queue reads it back at
+ *    start-up: refused, or a valid message; and what was accepted,
+ *    written again, parses to the same message.
+ * 2. The input as field values (split at NUL octets: user, HELO name,
+ *    client, last error, then recipient replies and addresses), the way
+ *    outside parties fill them in: written, then parsed, every field
+ *    comes back as it was.  A record the queue wrote is never refused.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -9,19 +15,6 @@
 
 #include "smsubmit.h"
 #include "fuzz.h"
-
-static int
-printable(const char *s, size_t max)
-{
-	const char	*end;
-
-	if ((end = memchr(s, '\0', max)) == NULL)
-		return 0;
-	for (; s < end; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return 0;
-	return 1;
-}
 
 static void
 check_msg(const struct qmsg *m)
@@ -33,11 +26,11 @@ check_msg(const struct qmsg *m)
 	CHECK(m->nrcpts > 0 && m->rcpts != NULL);
 	CHECK(memchr(m->from, '\0', sizeof(m->from)) != NULL);
 	CHECK(addr_mailbox_valid(m->from, ADDR_NULL_OK | ADDR_UTF8));
-	/* each of these goes into a header, a log line or the file again */
-	CHECK(printable(m->user, sizeof(m->user)));
-	CHECK(printable(m->helo, sizeof(m->helo)));
-	CHECK(printable(m->client, sizeof(m->client)));
-	CHECK(printable(m->error, sizeof(m->error)));
+	/* any octets but NUL: whoever shows them escapes them */
+	CHECK(memchr(m->user, '\0', sizeof(m->user)) != NULL);
+	CHECK(memchr(m->helo, '\0', sizeof(m->helo)) != NULL);
+	CHECK(memchr(m->client, '\0', sizeof(m->client)) != NULL);
+	CHECK(memchr(m->error, '\0', sizeof(m->error)) != NULL);
 	CHECK((m->flags & ~(ENV_8BITMIME | ENV_SMTPUTF8)) == 0);
 	CHECK(m->created >= 0 && m->next >= 0 && m->attempts >= 0);
 	for (i = 0; i < m->nrcpts; i++) {
@@ -47,32 +40,137 @@ check_msg(const struct qmsg *m)
 		/* the queue writes the state back by name, from a table */
 		CHECK(m->rcpts[i].state >= RCPT_PENDING &&
 		    m->rcpts[i].state <= RCPT_BOUNCED);
-		CHECK(printable(m->rcpts[i].reply, sizeof(m->rcpts[i].reply)));
+		CHECK(memchr(m->rcpts[i].reply, '\0',
+		    sizeof(m->rcpts[i].reply)) != NULL);
 	}
+}
+
+static void
+check_same(const struct qmsg *a, const struct qmsg *b)
+{
+	int	 i;
+
+	CHECK(strcmp(a->id, b->id) == 0);
+	CHECK(a->created == b->created && a->next == b->next);
+	CHECK(a->attempts == b->attempts && a->flags == b->flags);
+	CHECK(strcmp(a->from, b->from) == 0);
+	CHECK(strcmp(a->user, b->user) == 0);
+	CHECK(strcmp(a->helo, b->helo) == 0);
+	CHECK(strcmp(a->client, b->client) == 0);
+	CHECK(strcmp(a->error, b->error) == 0);
+	CHECK(a->nrcpts == b->nrcpts);
+	for (i = 0; i < a->nrcpts; i++) {
+		CHECK(strcmp(a->rcpts[i].addr, b->rcpts[i].addr) == 0);
+		CHECK(a->rcpts[i].state == b->rcpts[i].state);
+		CHECK(strcmp(a->rcpts[i].reply, b->rcpts[i].reply) == 0);
+	}
+}
+
+/* Write m, parse it back: it must be accepted, and the same. */
+static void
+round_trip(const struct qmsg *m)
+{
+	struct qmsg	 back;
+	struct buf	 b;
+	char		*text;
+
+	buf_init(&b, ENVELOPE_MAX);
+	if (envelope_format(&b, m) == -1) {
+		/* too big to write is allowed: the commit fails, 4xx */
+		buf_free(&b);
+		return;
+	}
+	CHECK(buf_add(&b, "", 1) == 0);
+	text = buf_head(&b);
+	CHECK(envelope_parse(&back, text) == 0);
+	check_msg(&back);
+	check_same(m, &back);
+	envelope_clear(&back);
+	buf_free(&b);
+}
+
+static void
+as_file(const uint8_t *data, size_t size)
+{
+	struct qmsg	 m;
+	char		*text;
+
+	if ((text = malloc(size + 1)) == NULL)
+		return;
+	memcpy(text, data, size);
+	text[size] = '\0';
+	if (envelope_parse(&m, text) == 0) {
+		check_msg(&m);
+		round_trip(&m);
+	}
+	/* a refused file may have left recipients behind: ours to free */
+	envelope_clear(&m);
+	free(text);
+}
+
+/* The next NUL-terminated piece of the input, cut to fit len. */
+static const char *
+piece(const uint8_t **p, const uint8_t *end, char *dst, size_t len)
+{
+	size_t	 n = 0;
+
+	if (*p >= end)
+		return NULL;
+	while (*p < end && **p != '\0') {
+		if (n + 1 < len)
+			dst[n++] = **p;
+		(*p)++;
+	}
+	if (*p < end)
+		(*p)++;		/* the NUL */
+	dst[n] = '\0';
+	return dst;
+}
+
+static void
+as_fields(const uint8_t *data, size_t size)
+{
+	const uint8_t	*p = data, *end = data + size;
+	struct qmsg	 m;
+	char		 reply[sizeof(m.rcpts[0].reply)], addr[ADDR_MAX];
+	int		 i;
+
+	memset(&m, 0, sizeof(m));
+	strlcpy(m.id, "0123456789abcdef", sizeof(m.id));
+	if (size > 0) {
+		m.flags = data[0] & (ENV_8BITMIME | ENV_SMTPUTF8);
+		m.attempts = data[0];
+		m.created = (long long)data[0] << 40;
+	}
+	strlcpy(m.from, "alice@example.org", sizeof(m.from));
+	piece(&p, end, m.user, sizeof(m.user));
+	piece(&p, end, m.helo, sizeof(m.helo));
+	piece(&p, end, m.client, sizeof(m.client));
+	piece(&p, end, m.error, sizeof(m.error));
+	for (i = 0; i < 64 && piece(&p, end, reply, sizeof(reply)) != NULL;
+	    i++) {
+		/* an address the wire takes, or a plain one */
+		if (piece(&p, end, addr, sizeof(addr)) == NULL ||
+		    !addr_mailbox_valid(addr, ADDR_UTF8 | ADDR_POSTMASTER))
+			strlcpy(addr, "bob@example.org", sizeof(addr));
+		else if (i == 0 && addr_mailbox_valid(addr, ADDR_UTF8))
+			strlcpy(m.from, addr, sizeof(m.from));
+		CHECK(envelope_rcpt_add(&m, addr, i % 4) == 0);
+		strlcpy(m.rcpts[i].reply, reply, sizeof(m.rcpts[i].reply));
+	}
+	if (m.nrcpts == 0)
+		CHECK(envelope_rcpt_add(&m, "bob@example.org",
+		    RCPT_PENDING) == 0);
+	round_trip(&m);
+	envelope_clear(&m);
 }
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct qmsg	 m;
-	char		*text;
-	int		 i, r;
-
 	if (size > 65536)
 		return 0;
-	if ((text = malloc(size + 1)) == NULL)
-		return 0;
-	memcpy(text, data, size);
-	text[size] = '\0';
-
-	r = queue_envelope_parse(&m, text);
-	CHECK(r == 0 || r == -1);
-	if (r == 0)
-		check_msg(&m);
-	/* a refused file may have left recipients behind: ours to free */
-	for (i = 0; i < m.nrcpts; i++)
-		free(m.rcpts[i].addr);
-	free(m.rcpts);
-	free(text);
+	as_file(data, size);
+	as_fields(data, size);
 	return 0;
 }

@@ -33,6 +33,8 @@ struct model {
  * A header line is a name of octets 33..126 then ':' (the first ':' after
  * at least one octet), or a run of more than 80 such octets, which is
  * longer than any name we look for and is taken as a field as it stands.
+ * White space may come between the name and the ':' (the obsolete syntax
+ * of RFC 5322 section 4.5.3), as long as the two stay within 80 octets.
  * A line starting with SP or HT continues the previous field.  The first
  * other line ends the section.
  */
@@ -49,7 +51,7 @@ head(const struct buf *b)
 static void
 model_scan(const char *t, size_t n, struct model *m)
 {
-	size_t	 pos = 0, eol, i;
+	size_t	 pos = 0, eol, i, namelen;
 	int	 nheaders = 0, header;
 
 	memset(m, 0, sizeof(*m));
@@ -83,12 +85,21 @@ model_scan(const char *t, size_t n, struct model *m)
 				break;
 			}
 		}
+		namelen = i - pos;
+		if (!header && i > pos && i < eol &&
+		    (t[i] == ' ' || t[i] == '\t')) {
+			while (i < eol && (t[i] == ' ' || t[i] == '\t') &&
+			    i - pos < HNAME_MAX)
+				i++;
+			if (i < eol && t[i] == ':')
+				header = 1;
+		}
 		if (!header)
 			break;
-		if (header == 1 && i - pos == 10 &&
+		if (header == 1 && namelen == 10 &&
 		    strncasecmp(t + pos, "Message-ID", 10) == 0)
 			m->msgid = 1;
-		if (header == 1 && i - pos == 4 &&
+		if (header == 1 && namelen == 4 &&
 		    strncasecmp(t + pos, "Date", 4) == 0)
 			m->date = 1;
 		nheaders++;

@@ -173,3 +173,26 @@ def t_bounce_not_for_null_sender():
             "MAIL FROM:")]
         assert len(mails) == 1, "MAIL commands: %s" % mails
         assert d.messages() == [], d.messages()
+
+
+def t_bounce_hostile_reply_cleaned():
+    """The relay refuses with a reply holding a TAB, an escape sequence,
+    a bare CR and 8-bit octets: the envelope keeps it (the DSN is made
+    from the envelope), and the us-ascii report carries it cleaned, in
+    the text part and the Diagnostic-Code, with no control character."""
+    with Smsubmit() as d:
+        d.upstream.reject_rcpt("carol@example.org",
+                               "550 5.1.1 no\tsuch\x1b[2J\ruser \u00e9")
+        tag = unique("hostile")
+        d.submit(message(tag), rcpts=["carol@example.org"])
+        dsn = d.upstream.wait(1, is_dsn, WAIT)[0]
+        msg, text, blocks, _ = dsn_parts(dsn)
+        raw = dsn.eml.replace(b"\r\n", b"")
+        assert not re.search(rb"[\x00-\x08\x0a-\x1f\x7f-\xff]", raw), \
+            re.findall(rb".{0,20}[\x00-\x08\x0a-\x1f\x7f-\xff].{0,20}", raw)
+        block = recipients(blocks)["carol@example.org"]
+        assert block["Status"] == "5.1.1", block["Status"]
+        assert block["Diagnostic-Code"] == \
+            "smtp; 550 5.1.1 no such?[2J?user ??", block["Diagnostic-Code"]
+        assert "550 5.1.1 no such?[2J?user ??" in text.get_payload(), \
+            text.get_payload()

@@ -5,6 +5,7 @@ in corrupt/ without stopping the rest."""
 import os
 
 from harness import Smsubmit, message, unique
+from scripted import substitute
 
 
 def t_queue_sweeps_unfinished_files():
@@ -46,3 +47,30 @@ def t_queue_quarantines_corrupt_envelope():
         assert not d.find_messages(bad), "a corrupt message was relayed"
         assert d.pid and d.alive(), "the queue's problem stopped the daemon"
         assert gid != bid
+
+
+def t_queue_relay_reply_with_tab_survives_restart():
+    """Issue 8.1: the relay's `421 4.3.2 busy<TAB>later` (and a reply
+    with ESC, a bare CR and 8-bit octets) is kept in the envelope as the
+    last error; after a restart the envelope is read back and the
+    message delivered, never moved to corrupt/."""
+    hostile = ["421 4.3.2 busy\tlater",
+               "421 4.3.2 b\x1b[2J\rusy \u00e9t\u00e9 %00 %zz"]
+    with Smsubmit(conf={"queue retry": "1h to 2h"}) as d:
+        up = substitute(d, [{"MAIL": r} for r in hostile])
+        tags, qids = [], []
+        for _ in hostile:
+            tag = unique("tab")
+            qid = d.submit(message(tag))
+            d.wait_log(r"message %s: 1 recipients deferred" % qid, 10)
+            tags.append(tag)
+            qids.append(qid)
+        assert not d.find_messages(tags[0]), "delivered before the restart"
+        d.restart()
+        for tag in tags:
+            d.wait_message(tag, timeout=20)
+        corrupt = os.path.join(d.queue, "corrupt")
+        assert not os.listdir(corrupt), "set aside: %r\n%s" % (
+            os.listdir(corrupt), "\n".join(d.log_tail()))
+        assert "moved to corrupt/" not in d.log(), d.log_tail()
+        assert up.connections >= 3, up.transcript()

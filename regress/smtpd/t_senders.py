@@ -102,3 +102,90 @@ def t_senders_check_header_from():
                        message(unique("hlast")))
         d.wait_messages(2)
         assert len(d.messages()) == 2, [m.eml[:200] for m in d.messages()]
+
+
+def data_reply(c, headers):
+    """Send one message with these header lines; the reply to its dot."""
+    tag = unique("hdr")
+    msg = ("\r\n".join(list(headers) + ["To: bob@example.org",
+                                        "Subject: %s" % tag]) +
+           "\r\n\r\nbody\r\n").encode()
+    expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0")
+    expect(c.cmd("RCPT TO:<bob@example.org>"), 250, "2.1.5")
+    expect(c.cmd("DATA"), 354)
+    c.send(stuff(msg))
+    return c.reply()
+
+
+def folded_from(n, last):
+    """A From: field folded over n+2 lines: alice's own addresses, then
+    last."""
+    return ("From: alice@example.org,\r\n" +
+            "".join(" a%d@alice.example,\r\n" % i for i in range(n)) +
+            " " + last)
+
+
+def t_senders_header_from_long_folded_refused():
+    """Issue 8.5: a folded From: longer than 998 octets whose last
+    address is foreign is refused (only its first 998 octets were
+    checked); one too long to check at all is refused too, with 550
+    5.7.1; a long one of the user's own addresses still passes."""
+    with header_from_daemon() as d:
+        c = d.session(user="alice")
+        assert len(folded_from(100, "")) > 998
+        r = data_reply(c, [folded_from(100, "mallory@foreign.example")])
+        expect(r, 550, "5.7.1", "foreign address past octet 998")
+        r = data_reply(c, [folded_from(400, "a@alice.example")])
+        expect(r, 550, "5.7.1", "a From: too long to check")
+        assert "too long" in r.text, r
+        r = data_reply(c, [folded_from(100, "last@alice.example")])
+        expect(r, 250, "2.0.0", "a long From: of alice's own addresses")
+        c.quit()
+
+
+def t_senders_header_sender_checked():
+    """Issue 8.5: Sender: is checked like From:; at most one, with one
+    address the user may use."""
+    with header_from_daemon() as d:
+        c = d.session(user="alice")
+        good = "From: Alice <alice@example.org>"
+        for sender in ("Sender: mallory@foreign.example",
+                       "Sender: Mallory <mallory@foreign.example>",
+                       "Sender: alice@example.org, b@alice.example",
+                       "Sender: " + folded_from(400, "a@alice.example")[6:]):
+            expect(data_reply(c, [good, sender]), 550, "5.7.1", sender[:60])
+        expect(data_reply(c, [good, "Sender: alice@example.org",
+                              "Sender: alice@example.org"]), 550, "5.7.1",
+               "two Sender: fields")
+        expect(data_reply(c, [good, "Sender: x@alice.example"]), 250,
+               "2.0.0", "Sender: of alice's")
+        c.quit()
+
+
+def t_senders_header_from_tricks_refused():
+    """What the old check let through or misread: a second address after
+    white space, an obsolete "From :" field after a good one, a second
+    <address>, a group, text after the address, an unbalanced comment."""
+    with header_from_daemon() as d:
+        c = d.session(user="alice")
+        for froms in (["From: alice@example.org mallory@foreign.example"],
+                      ["From: alice@example.org\r\n\tmallory@foreign.example"],
+                      ["From: alice@example.org",
+                       "From : mallory@foreign.example"],
+                      ["From: A <alice@example.org> <mallory@foreign.example>"],
+                      ["From: A <alice@example.org> mallory@foreign.example"],
+                      ["From: team: alice@example.org, m@foreign.example;"],
+                      ["From: <@foreign.example:alice@example.org>"],
+                      ["From: alice@example.org (x, mallory@foreign.example"],
+                      ["From: mallory@foreign.example <alice@example.org>"],
+                      ["From: alice@example.org,,"]):
+            expect(data_reply(c, froms), 550, "5.7.1", repr(froms))
+        # and what is fine: comments, quoted names with commas, nesting
+        for froms in (['From: "Alice, A." <alice@example.org>'],
+                      ["From: (a (nested) mallory@foreign.example) "
+                       "alice@example.org"],
+                      ["From: alice@example.org (Alice)"],
+                      ["From: =?utf-8?q?Al=C3=AFce?= <alice@example.org>,\r\n"
+                       " b@alice.example"]):
+            expect(data_reply(c, froms), 250, "2.0.0", repr(froms))
+        c.quit()

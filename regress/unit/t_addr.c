@@ -264,9 +264,82 @@ test_helpers(void)
 	ok(strcmp(addr_domain(""), "") == 0, "domain of <> is empty");
 }
 
+struct seen {
+	char		 addrs[512];
+	const char	*bad;		/* refuse an address holding this */
+};
+
+static int
+collect(const char *addr, void *arg)
+{
+	struct seen	*w = arg;
+
+	if (w->addrs[0] != '\0')
+		strlcat(w->addrs, " ", sizeof(w->addrs));
+	strlcat(w->addrs, addr, sizeof(w->addrs));
+	return w->bad != NULL && strstr(addr, w->bad) != NULL ? -1 : 0;
+}
+
+static void
+mailboxes(const char *field, int want, const char *wantaddrs)
+{
+	struct seen	 w;
+	int		 r;
+
+	memset(&w, 0, sizeof(w));
+	r = addr_header_mailboxes(field, ADDR_UTF8, collect, &w);
+	if (want < 0)
+		ok(r == -1, "header %s refused", esc(field));
+	else
+		ok(r == want && strcmp(w.addrs, wantaddrs) == 0,
+		    "header %s: %d mailboxes \"%s\" (got %d \"%s\")",
+		    esc(field), want, wantaddrs, r, w.addrs);
+}
+
+static void
+test_header_mailboxes(void)
+{
+	struct seen	 w;
+
+	mailboxes(" alice@example.org", 1, "alice@example.org");
+	mailboxes(" Alice <alice@example.org>", 1, "alice@example.org");
+	mailboxes(" \"Alice, A.\" <a@x.org>, b@y.org (Bob)", 2,
+	    "a@x.org b@y.org");
+	mailboxes(" (c (nested) m@evil.example) a@x.org", 1, "a@x.org");
+	mailboxes(" \"a b\"@x.org", 1, "\"a b\"@x.org");
+	mailboxes(" =?utf-8?q?Al=C3=AFce?= <a@x.org>,\tJohn Q. Public "
+	    "<j@y.org>", 2, "a@x.org j@y.org");
+	mailboxes(" A <a(comment)@x.org>", 1, "a@x.org");
+	mailboxes("", -1, NULL);
+	mailboxes(" a@x.org m@evil.example", -1, NULL);
+	mailboxes(" a@x.org\tm@evil.example", -1, NULL);
+	mailboxes(" A <a@x.org> <m@evil.example>", -1, NULL);
+	mailboxes(" A <a@x.org> m@evil.example", -1, NULL);
+	mailboxes(" A <a@x.org> \"m\"", -1, NULL);
+	mailboxes(" m@evil.example <a@x.org>", -1, NULL);
+	mailboxes(" team: a@x.org, m@evil.example;", -1, NULL);
+	mailboxes(" <@evil.example:a@x.org>", -1, NULL);
+	mailboxes(" <a@x.org", -1, NULL);
+	mailboxes(" a@x.org>", -1, NULL);
+	mailboxes(" <>", -1, NULL);
+	mailboxes(" a@x.org,", -1, NULL);
+	mailboxes(" a@x.org,,b@y.org", -1, NULL);
+	mailboxes(" a@x.org (unclosed", -1, NULL);
+	mailboxes(" \"unclosed <a@x.org>", -1, NULL);
+	mailboxes(" a\\@x.org", -1, NULL);
+	mailboxes(" <a b@x.org>", -1, NULL);
+	mailboxes(" not-an-address", -1, NULL);
+	memset(&w, 0, sizeof(w));
+	w.bad = "evil";
+	ok(addr_header_mailboxes(" a@x.org, m@evil.example, c@z.org", 0,
+	    collect, &w) == -1 && strcmp(w.addrs, "a@x.org m@evil.example") ==
+	    0, "the callback's refusal stops the walk");
+}
+
 int
 main(void)
 {
+	test_header_mailboxes();
 	test_good();
 	test_bad();
 	test_buffer();
