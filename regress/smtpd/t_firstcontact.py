@@ -228,9 +228,13 @@ def rendered(page):
                        timeout=30)
     m = subprocess.run(["mandoc", "-Tascii", "-Owidth=78", page],
                        capture_output=True, timeout=30)
+    # warnings from the page as man(1) renders it, hyphenation on
+    w = subprocess.run(["groff", "-mandoc", "-Tascii", "-ww", "-z"],
+                       stdin=open(page, "rb"), capture_output=True,
+                       timeout=30)
     assert m.returncode == 0, m.stderr
     strip = lambda b: re.sub(r".\x08", "", b.decode(errors="replace"))
-    return strip(g.stdout), strip(m.stdout), g.stderr.decode()
+    return strip(g.stdout), strip(m.stdout), w.stderr.decode()
 
 
 def t_manpages_same_under_groff_and_mandoc():
