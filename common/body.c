@@ -118,7 +118,8 @@ capture(struct body *b, char c)
 		*toolong = 1;
 		return;
 	}
-	v[(*len)++] = c;
+	/* a NUL would end the string and hide the rest from the check */
+	v[(*len)++] = c == '\0' ? '\x01' : c;
 	v[*len] = '\0';
 }
 

@@ -178,7 +178,10 @@ def t_senders_header_from_tricks_refused():
                       ["From: <@foreign.example:alice@example.org>"],
                       ["From: alice@example.org (x, mallory@foreign.example"],
                       ["From: mallory@foreign.example <alice@example.org>"],
-                      ["From: alice@example.org,,"]):
+                      ["From: alice@example.org,,"],
+                      ["From: alice@example.org\0, mallory@foreign.example"],
+                      ["From: \"A\0\" <alice@example.org>, "
+                       "mallory@foreign.example"]):
             expect(data_reply(c, froms), 550, "5.7.1", repr(froms))
         # and what is fine: comments, quoted names with commas, nesting
         for froms in (['From: "Alice, A." <alice@example.org>'],
