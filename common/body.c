@@ -59,6 +59,7 @@ headers_end(struct body *b, struct buf *o, int separator)
 
 	b->hstate = H_BODY;
 	b->capture = CAP_NONE;
+	b->no_separator = separator;
 	if (!b->seen_msgid && b->add_msgid != NULL) {
 		out(b, o, b->add_msgid, strlen(b->add_msgid));
 		added = 1;
