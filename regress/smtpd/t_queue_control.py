@@ -7,6 +7,7 @@ import time
 
 import harness
 from harness import Smsubmit, message, unique
+from scripted import substitute
 
 # the first failed attempt puts the next one 30s away: only -Q brings it
 CONF = {"queue retry": "30s to 1m"}
@@ -98,7 +99,6 @@ def t_queue_control_list_escapes_outside_text():
     """`smsubmit -q` shows the relay's reply and the client's addresses
     escaped as in the log: a reply with a terminal escape and a quoted
     local part with spaces cannot reach the operator's terminal raw."""
-    from scripted import substitute
     with Smsubmit(conf=CONF) as d:
         substitute(d, always={"MAIL": "451 4.3.0 busy\x1b]0;owned\x07\tx"})
         qid = d.submit(message(unique("ctlesc")),
