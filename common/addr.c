@@ -219,8 +219,8 @@ copy_quoted(const char *p, char *dst, size_t len, size_t *n, int *over)
 struct mailbox_scan {
 	char	 text[ADDR_MAX];	/* the bare addr-spec, if no '<' */
 	size_t	 textlen;
-	int	 over;			/* text longer than an address */
-	int	 runs;			/* white-space separated runs of text */
+	int	 over;			/* longer than an address */
+	int	 runs;			/* runs of text between spaces */
 	int	 inrun;
 	int	 specials;		/* '@' or '[' in the text */
 	char	 angle[ADDR_MAX];	/* the address in <...> */

@@ -59,6 +59,7 @@ headers_end(struct body *b, struct buf *o, int separator)
 
 	b->hstate = H_BODY;
 	b->capture = CAP_NONE;
+	b->no_separator = separator;
 	if (!b->seen_msgid && b->add_msgid != NULL) {
 		out(b, o, b->add_msgid, strlen(b->add_msgid));
 		added = 1;
@@ -118,7 +119,8 @@ capture(struct body *b, char c)
 		*toolong = 1;
 		return;
 	}
-	v[(*len)++] = c;
+	/* a NUL would end the string and hide the rest from the check */
+	v[(*len)++] = c == '\0' ? '\x01' : c;
 	v[*len] = '\0';
 }
 

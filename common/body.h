@@ -52,6 +52,8 @@ struct body {
 	char		 sender[BODY_FIELD_MAX + 1];
 	size_t		 senderlen;
 	int		 sender_long;
+	int		 no_separator;	/* headers ended on a line that is no
+					   header field, not a blank line */
 	const char	*add_msgid;	/* whole lines, with CRLF, or NULL */
 	const char	*add_date;
 };

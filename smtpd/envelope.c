@@ -226,8 +226,8 @@ get_value(char *dst, size_t len, const char *src)
 		if (n + 1 >= len)
 			return -1;
 		if (*p == '%') {
-			if ((hi = unhex(p[1])) == -1 || (lo = unhex(p[2])) == -1 ||
-			    (hi == 0 && lo == 0))
+			if ((hi = unhex(p[1])) == -1 ||
+			    (lo = unhex(p[2])) == -1 || (hi == 0 && lo == 0))
 				return -1;
 			dst[n++] = hi << 4 | lo;
 			p += 2;

@@ -435,7 +435,8 @@ static int
 bounce(struct qmsg *m, int expired)
 {
 	struct qmsg	 b;
-	char		 path[64], msgpath[64], esc[LOG_ESCAPE_MAX(ADDR_MAX)];
+	char		 path[64], msgpath[64];
+	char		 esc[LOG_ESCAPE_MAX(ADDR_MAX)];
 	int		 fd, msgfd, i, r;
 
 	if (m->from[0] == '\0')
@@ -544,7 +545,8 @@ queue_show(struct buf *out)
 	struct qmsg	*m;
 	time_t		 now = time(NULL);
 	/* what outside parties said is shown escaped, as in the log */
-	char		 e1[LOG_ESCAPE_MAX(ADDR_MAX)], e2[LOG_ESCAPE_MAX(256)];
+	char		 e1[LOG_ESCAPE_MAX(ADDR_MAX)];
+	char		 e2[LOG_ESCAPE_MAX(256)];
 	int		 i, n = 0;
 
 	TAILQ_FOREACH(m, &env.queue, entry) {

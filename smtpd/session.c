@@ -947,6 +947,13 @@ header_from_refused(struct session *s, struct body *b)
 		return NULL;
 	if (b->from_long || b->sender_long)
 		return "too long to check";
+	/*
+	 * A line that is no header field ended the header section for us,
+	 * but a reader that looks for the blank line would take what
+	 * follows as more fields, a From: among them: unchecked.
+	 */
+	if (b->no_separator)
+		return "after a line that is no header field";
 	if (b->nfrom != 1)
 		return b->nfrom == 0 ? "missing" : "more than one";
 	if (b->nsender > 1)
@@ -996,6 +1003,9 @@ data_end(struct session *s)
 		if (b->from_long || b->sender_long)
 			session_reply(s, "550 5.7.1 From: or Sender: header "
 			    "too long to check");
+		else if (b->no_separator)
+			session_reply(s, "550 5.7.1 Header section not ended "
+			    "by a blank line: From: cannot be checked");
 		else
 			session_reply(s, "550 5.7.1 From: header address not "
 			    "allowed for this user");

@@ -7,6 +7,7 @@ import time
 
 import harness
 from harness import Smsubmit, message, unique
+from scripted import substitute
 
 # the first failed attempt puts the next one 30s away: only -Q brings it
 CONF = {"queue retry": "30s to 1m"}
@@ -92,3 +93,20 @@ def t_queue_control_daemon_not_running():
                 flag, status)
             assert out == "", "%s printed %r" % (flag, out)
             assert "running" in err, "%s: no hint in %r" % (flag, err)
+
+
+def t_queue_control_list_escapes_outside_text():
+    """`smsubmit -q` shows the relay's reply and the client's addresses
+    escaped as in the log: a reply with a terminal escape and a quoted
+    local part with spaces cannot reach the operator's terminal raw."""
+    with Smsubmit(conf=CONF) as d:
+        substitute(d, always={"MAIL": "451 4.3.0 busy\x1b]0;owned\x07\tx"})
+        qid = d.submit(message(unique("ctlesc")),
+                       rcpts=['"b c"@example.org'])
+        d.wait_log(r"message %s: 1 recipients deferred" % qid, 10)
+        status, out, err = control(d, "-q")
+        assert status == 0, "-q: exit %d: %s" % (status, err)
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", out), repr(out)
+        assert r'<"b\x20c"@example.org>' in out, out
+        assert r"last error: 451\x204.3.0\x20busy\x1b]0;owned\x07\x09x" \
+            in out, out

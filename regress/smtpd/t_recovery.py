@@ -74,3 +74,26 @@ def t_queue_relay_reply_with_tab_survives_restart():
             os.listdir(corrupt), "\n".join(d.log_tail()))
         assert "moved to corrupt/" not in d.log(), d.log_tail()
         assert up.connections >= 3, up.transcript()
+
+
+def t_queue_reads_version1_envelope():
+    """An envelope written by an earlier release (version 1, values
+    raw), even with the TAB its writer let through in the last error, is
+    read after an upgrade and its message delivered."""
+    with Smsubmit() as d:
+        d.upstream.stop()
+        tag = unique("v1")
+        qid = d.submit(message(tag))
+        d.stop_daemon()
+        env = os.path.join(d.queue, "queue", qid + ".env")
+        with open(env, "w") as f:
+            f.write("version 1\nid %s\ncreated 1700000000\n"
+                    "from alice@example.org\nuser alice\nhelo client.test\n"
+                    "client 127.0.0.1\nflags 0\nattempts 3\n"
+                    "next 1700000300\nerror 421 4.3.2 busy\tlater\n"
+                    "rcpt pending bob@example.org\n" % qid)
+        d.upstream.start()
+        d.start_daemon()
+        m = d.wait_message(tag, timeout=20)
+        assert m.rcpt_to == ["bob@example.org"], m.rcpt_to
+        assert not os.listdir(os.path.join(d.queue, "corrupt"))

@@ -178,7 +178,10 @@ def t_senders_header_from_tricks_refused():
                       ["From: <@foreign.example:alice@example.org>"],
                       ["From: alice@example.org (x, mallory@foreign.example"],
                       ["From: mallory@foreign.example <alice@example.org>"],
-                      ["From: alice@example.org,,"]):
+                      ["From: alice@example.org,,"],
+                      ["From: alice@example.org\0, mallory@foreign.example"],
+                      ["From: \"A\0\" <alice@example.org>, "
+                       "mallory@foreign.example"]):
             expect(data_reply(c, froms), 550, "5.7.1", repr(froms))
         # and what is fine: comments, quoted names with commas, nesting
         for froms in (['From: "Alice, A." <alice@example.org>'],
@@ -189,3 +192,24 @@ def t_senders_header_from_tricks_refused():
                        " b@alice.example"]):
             expect(data_reply(c, froms), 250, "2.0.0", repr(froms))
         c.quit()
+
+
+def t_senders_header_section_without_blank_line_refused():
+    """A line that is no header field ends the header section for
+    smsubmit, but a reader that looks for the blank line takes the From:
+    after it as a field: with check-header-from such a message is
+    refused, never relayed with an unchecked From:."""
+    with header_from_daemon() as d:
+        c = d.session(user="alice")
+        tag = unique("nosep")
+        msg = ("From: alice@example.org\r\nSubject: %s\r\n"
+               "Fr\u00e9m: x\r\nFrom: mallory@foreign.example\r\n"
+               "\r\nbody\r\n" % tag).encode()
+        expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0")
+        expect(c.cmd("RCPT TO:<bob@example.org>"), 250, "2.1.5")
+        expect(c.cmd("DATA"), 354)
+        c.send(stuff(msg))
+        r = expect(c.reply(), 550, "5.7.1", "From: after a non-header line")
+        assert "blank line" in r.text, r
+        c.quit()
+        assert not d.find_messages(tag)

@@ -266,7 +266,7 @@ test_helpers(void)
 
 struct seen {
 	char		 addrs[512];
-	const char	*bad;		/* refuse an address holding this */
+	const char	*bad;		/* refuse an address with this */
 };
 
 static int

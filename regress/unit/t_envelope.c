@@ -63,8 +63,8 @@ random_text(char *dst, size_t max)
 	dst[n] = '\0';
 }
 
-static const char atext[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    "0123456789!#$%&'*+-/=?^_`{|}~";
+static const char atext[] = "abcdefghijklmnopqrstuvwxyz"
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~";
 
 static char
 random_8bit(void)
@@ -112,7 +112,8 @@ random_local(char *dst, size_t max)
 static size_t
 random_domain(char *dst, size_t max)
 {
-	static const char	 alnum[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+	static const char	 alnum[] = "abcdefghijklmnopqrstuvwxyz"
+	    "0123456789";
 	size_t			 i = 0, n = 1 + below(max), label = 0;
 
 	if (below(8) == 0)
@@ -406,7 +407,8 @@ refusals(void)
 	    "an escaped NUL is refused");
 	ok(!parses(V2_HEAD "rcpt pending %3Cx@y.z%3E\n"),
 	    "an invalid address, escaped, is still refused");
-	ok(!parses(V2_HEAD "rcpt maybe x@y.z\n"), "an unknown state is refused");
+	ok(!parses(V2_HEAD "rcpt maybe x@y.z\n"),
+	    "an unknown state is refused");
 	ok(!parses("id 0123456789abcdef\nversion 2\nrcpt pending x@y.z\n"),
 	    "a version that is not the first line is refused");
 	ok(!parses("version 3\nid 0123456789abcdef\nrcpt pending x@y.z\n"),
