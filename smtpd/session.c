@@ -172,19 +172,6 @@ session_start(struct session *s)
 		s->state = S_CONNECTED;
 		return;
 	}
-	if (s->flags & SF_BANNED) {
-		session_reply(s, "421 4.7.0 %s Too many authentication "
-		    "failures from your address, try later",
-		    env->conf->hostname);
-		session_close(s, "banned address");
-		return;
-	}
-	if (s->flags & SF_REJECT) {
-		session_reply(s, "421 4.7.0 %s Too many sessions, try later",
-		    env->conf->hostname);
-		session_close(s, "too many sessions");
-		return;
-	}
 	if (env->stopping) {
 		session_reply(s, "421 4.3.2 %s Service shutting down",
 		    env->conf->hostname);
@@ -343,11 +330,11 @@ session_input(struct session *s)
 			buf_drain(&s->in, n);
 			continue;
 		}
+		/* the next command's time starts now; a handler may change it */
+		s->deadline = time(NULL) + s->env->conf->timeout_command;
 		command(s, line);
 		explicit_bzero(line, n);
 		buf_drain(&s->in, n);
-		if (s->state != S_DATA)
-			s->deadline = time(NULL) + s->env->conf->timeout_command;
 	}
 }
 
@@ -428,6 +415,9 @@ cmd_starttls(struct session *s, const char *arg)
 		return;
 	}
 	session_reply(s, "220 2.0.0 Ready to start TLS");
+	/* the handshake and the first command in TLS, as on a tls listener */
+	s->deadline = time(NULL) + MINIMUM(s->env->conf->timeout_handshake,
+	    s->env->conf->timeout_command);
 	listener_starttls(s);
 }
 

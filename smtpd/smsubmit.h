@@ -9,6 +9,7 @@
 #include <sys/queue.h>
 #include <sys/tree.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 
 #include <limits.h>
 #include <netdb.h>
@@ -20,7 +21,12 @@
 #include "buf.h"
 #include "ipc.h"
 
+struct event;
 struct event_base;
+
+#ifndef MINIMUM
+#define MINIMUM(a, b)	((a) < (b) ? (a) : (b))
+#endif
 
 #define SMSUBMIT_VERSION	"1.0"
 #define SMSUBMIT_CONF		"/etc/smsubmit.conf"
@@ -50,6 +56,7 @@ struct listen_conf {
 	int			 flags;		/* LISTEN_TLS or LISTEN_STARTTLS */
 	int			 fd;		/* bound by the parent */
 	char			 name[NI_MAXHOST + 16];	/* "addr port N" */
+	struct event		*ev;		/* the listener's, on fd */
 };
 TAILQ_HEAD(listen_list, listen_conf);
 
@@ -91,7 +98,9 @@ struct smsubmit_conf {
 	int			 max_recipients;
 	int			 max_sessions;
 	int			 max_sessions_per_addr;
-	time_t			 timeout_command;	/* seconds */
+	int			 max_sessions_per_net;	/* a /24 or /64 */
+	time_t			 timeout_handshake;	/* seconds */
+	time_t			 timeout_command;
 	time_t			 timeout_data;
 	char			*user;
 	char			*queue_user;
@@ -268,12 +277,10 @@ enum session_state {
 #define SF_STARTTLS	0x0002	/* 220 sent for STARTTLS, handshake next */
 #define SF_AUTHED	0x0004
 #define SF_EHLO		0x0008	/* EHLO, not HELO */
-#define SF_REJECT	0x0020	/* over a limit: greet with 421 */
 #define SF_8BITMIME	0x0040	/* transaction flags */
 #define SF_SMTPUTF8	0x0080
 #define SF_SKIPLINE	0x0100	/* discarding an overlong line */
 #define SF_DATAFULL	0x0200	/* message over the size limit */
-#define SF_BANNED	0x0400	/* its address failed AUTH too often */
 
 struct session {
 	SPLAY_ENTRY(session)	 entry;
@@ -297,6 +304,7 @@ struct session {
 	short			 rwant;		/* what a read waits for */
 	short			 wwant;		/* what a write waits for */
 	char			 client[NI_MAXHOST];
+	char			 net[INET6_ADDRSTRLEN + 8];	/* "net:P/L" */
 	char			 local[NI_MAXHOST + 8];
 	int			 nunknown;
 	int			 nauthfail;
