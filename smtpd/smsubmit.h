@@ -256,6 +256,7 @@ struct listener_env {
 	int			 auth_ready;
 	int			 nsessions;
 	int			 stopping;
+	unsigned long		 reply_faults;	/* replies dropped or added */
 	uint32_t		 nextid;
 	char			*cert[CRYPTO_KEYS_MAX];	/* PEM from the parent */
 	size_t			 certlen[CRYPTO_KEYS_MAX];
@@ -306,6 +307,8 @@ struct session {
 	char			 client[NI_MAXHOST];
 	char			 net[INET6_ADDRSTRLEN + 8];	/* "net:P/L" */
 	char			 local[NI_MAXHOST + 8];
+	int			 owed;		/* replies: commands read, not
+						   answered yet (session.c) */
 	int			 nunknown;
 	int			 nauthfail;
 	char			 helo[256];	/* sanitised */
@@ -338,6 +341,11 @@ struct smtp_cmd;
 
 void	 session_start(struct session *);	/* after connect or TLS */
 void	 session_input(struct session *);	/* process buffered input */
+/*
+ * Queue a reply line.  A command gets exactly one reply (a multi-line one
+ * counts as one): a reply nothing asked for is dropped, unless it is a
+ * 421 that the session closes after.
+ */
 void	 session_reply(struct session *, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	 session_close(struct session *, const char *);
