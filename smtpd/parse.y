@@ -1368,7 +1368,7 @@ conf_defaults(struct smsubmit_conf *conf)
 	conf->retry_max = 60 * 60;
 	conf->relay_timeout = 300;
 	if ((conf->tls_protocols = strdup("secure")) == NULL ||
-	    (conf->tls_ciphers = strdup("secure")) == NULL ||
+	    (conf->tls_ciphers = strdup(TLS_CIPHERS_DEFAULT)) == NULL ||
 	    (conf->sasl_config = strdup("/etc/smsubmit")) == NULL ||
 	    (conf->queue_dir = strdup(SMSUBMIT_QUEUE)) == NULL ||
 	    (conf->user = strdup(SMSUBMIT_USER)) == NULL ||

@@ -1070,6 +1070,8 @@ data_input(struct session *s)
 	struct smsubmit_conf	*conf = s->env->conf;
 	size_t			 n, before;
 
+	/* "timeout data" is idle time: each read of the message restarts it */
+	s->deadline = time(NULL) + conf->timeout_data;
 	before = buf_used(&s->dbuf);
 	n = body_parse(s->body, buf_head(&s->in), buf_used(&s->in), &s->dbuf);
 	buf_drain(&s->in, n);

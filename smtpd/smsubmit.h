@@ -46,6 +46,18 @@ struct event_base;
 
 /* --- parse.y: the configuration --- */
 
+/*
+ * The default "tls ciphers": for TLS 1.2, forward-secret AEAD suites only,
+ * as Mozilla's "intermediate" profile (no CBC, no RSA key exchange); TLS
+ * 1.3 suites are all AEAD and not chosen by this list.
+ */
+#define TLS_CIPHERS_DEFAULT	"ECDHE-ECDSA-AES128-GCM-SHA256:" \
+				"ECDHE-RSA-AES128-GCM-SHA256:" \
+				"ECDHE-ECDSA-AES256-GCM-SHA384:" \
+				"ECDHE-RSA-AES256-GCM-SHA384:" \
+				"ECDHE-ECDSA-CHACHA20-POLY1305:" \
+				"ECDHE-RSA-CHACHA20-POLY1305"
+
 #define LISTEN_TLS		0x01	/* implicit TLS (RFC 8314) */
 #define LISTEN_STARTTLS		0x02	/* STARTTLS required (RFC 3207) */
 
@@ -101,7 +113,7 @@ struct smsubmit_conf {
 	int			 max_sessions_per_net;	/* a /24 or /64 */
 	time_t			 timeout_handshake;	/* seconds */
 	time_t			 timeout_command;
-	time_t			 timeout_data;
+	time_t			 timeout_data;		/* idle, in DATA */
 	char			*user;
 	char			*queue_user;
 };

@@ -173,7 +173,10 @@ t_minimal_defaults(void)
 	(void)gethostname(host, sizeof(host) - 1);
 	ok(streq(conf.hostname, host), "default hostname is gethostname()");
 	ok(streq(conf.tls_protocols, "secure") &&
-	    streq(conf.tls_ciphers, "secure"), "default tls secure/secure");
+	    streq(conf.tls_ciphers, TLS_CIPHERS_DEFAULT) &&
+	    strstr(conf.tls_ciphers, "CBC") == NULL &&
+	    strstr(conf.tls_ciphers, "SHA:") == NULL,
+	    "default tls: protocols secure, ciphers AEAD only");
 	ok(streq(conf.auth_mechs, "PLAIN LOGIN") &&
 	    streq(conf.sasl_config, "/etc/smsubmit") &&
 	    conf.auth_max_failures == 3, "default auth settings");
