@@ -61,7 +61,8 @@ static struct event		*stop_timer;
 static struct {
 	struct event	*timer;		/* resumes after ACCEPT_PAUSE */
 	int		 paused;
-	int		 warned;	/* said so, not yet that it is over */
+	int		 warned;	/* said so, not yet that it is over; a
+					   warning a minute, however it flaps */
 	time_t		 logged;	/* last warning */
 	unsigned long	 failures;	/* since then */
 } acc;
@@ -446,7 +447,7 @@ accept_pause(const char *name, int error)
 	time_t		 now = time(NULL);
 
 	acc.failures++;
-	if (!acc.warned || now - acc.logged >= ACCEPT_LOG_EVERY) {
+	if (acc.logged == 0 || now - acc.logged >= ACCEPT_LOG_EVERY) {
 		log_warnx("accept on %s: %s: not accepting for a while "
 		    "(%lu times since the last warning)", name,
 		    strerror(error), acc.failures);
