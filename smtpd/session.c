@@ -42,6 +42,7 @@
 #define C_AUTH		0x02	/* refused with 530 before AUTH */
 
 #define DATA_FLUSH	(64 * 1024)
+#define DATA_MIN_RATE	1024	/* octets a second, on average, in DATA */
 #define DATA_BUF_MAX	(256 * 1024)
 
 struct smtp_cmd {
@@ -942,7 +943,9 @@ data_begin(struct session *s)
 		return;
 	}
 	s->state = S_DATA;
-	s->deadline = time(NULL) + conf->timeout_data;
+	s->data_start = time(NULL);
+	s->data_read = 0;
+	s->deadline = s->data_start + conf->timeout_data;
 	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
@@ -1070,11 +1073,19 @@ data_input(struct session *s)
 	struct smsubmit_conf	*conf = s->env->conf;
 	size_t			 n, before;
 
-	/* "timeout data" is idle time: each read of the message restarts it */
-	s->deadline = time(NULL) + conf->timeout_data;
 	before = buf_used(&s->dbuf);
 	n = body_parse(s->body, buf_head(&s->in), buf_used(&s->in), &s->dbuf);
 	buf_drain(&s->in, n);
+	/*
+	 * "timeout data" is idle time: each read of the message restarts
+	 * it.  So that trickling cannot hold a session for ever, the message
+	 * must also come at DATA_MIN_RATE on average once that time is up,
+	 * which a slow uplink sending 35M does in a fraction of the time.
+	 */
+	s->data_read += n;
+	s->deadline = MINIMUM(time(NULL) + conf->timeout_data,
+	    s->data_start + conf->timeout_data +
+	    (time_t)(s->data_read / DATA_MIN_RATE));
 	s->msgsize += buf_used(&s->dbuf) - before;
 	if (s->msgsize > conf->max_message_size)
 		s->flags |= SF_DATAFULL;

@@ -337,6 +337,8 @@ struct session {
 	struct body		*body;
 	struct buf		 dbuf;
 	size_t			 msgsize;
+	time_t			 data_start;	/* the 354 */
+	size_t			 data_read;	/* octets read since */
 	int			 data_errno;
 	char			 add_msgid[128];
 	char			 add_date[96];

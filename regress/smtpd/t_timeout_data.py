@@ -1,6 +1,7 @@
 """`timeout data` is idle time between reads of the message, not a
-deadline for the whole of it: a slow uplink that keeps sending is never
-cut off, a client that stops is."""
+deadline for the whole of it: a slow uplink that keeps sending is not cut
+off, a client that stops is, and so is one that trickles (below 1K/s once
+the first `timeout data` is over: t_abuse.py)."""
 
 import os
 import time
@@ -26,12 +27,13 @@ def in_data(d):
 
 @timeout(60)
 def t_data_timeout_is_idle_time():
-    """`timeout data 3s`: a message sent in pieces one second apart for
-    about 8 seconds is accepted and delivered whole."""
+    """`timeout data 3s`: a 160K message sent in pieces one second apart
+    for about 8 seconds (20K/s, over the 1K/s minimum) is accepted and
+    delivered whole."""
     with Smsubmit(conf={"timeout data": "3s"}) as d:
         tag = unique("slow")
-        body = "".join("line %02d of a slow message\r\n" % i
-                       for i in range(40))
+        body = "".join("line %04d of a slow message, 40 octets\r\n" % i
+                       for i in range(4000))
         data = stuff(message(tag, body=body))
         c = in_data(d)
         t0 = time.monotonic()
@@ -46,7 +48,7 @@ def t_data_timeout_is_idle_time():
                                  "%s" % (time.monotonic() - t0, e))
         expect(r, 250, "2.0.0", "after %.1fs" % (time.monotonic() - t0))
         m = d.wait_message(tag)
-        assert b"line 39 of a slow message\r\n" in m.eml
+        assert b"line 3999 of a slow message, 40 octets\r\n" in m.eml
 
 
 @timeout(60)
@@ -56,7 +58,10 @@ def t_data_timeout_cuts_a_silent_client():
     message is delivered."""
     with Smsubmit(conf={"timeout data": "3s"}) as d:
         tag = unique("stall")
-        data = stuff(message(tag))
+        # large enough for the rate never to be what cuts it off
+        body = "".join("line %04d of a stalled message, 40 o.\r\n" % i
+                       for i in range(2000))
+        data = stuff(message(tag, body=body))
         c = in_data(d)
         c.send(data[:len(data) // 2])
         time.sleep(1.5)
