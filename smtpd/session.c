@@ -1079,8 +1079,8 @@ data_input(struct session *s)
 	/*
 	 * "timeout data" is idle time: each read of the message restarts
 	 * it.  So that trickling cannot hold a session for ever, the message
-	 * must also come at DATA_MIN_RATE on average once that time is up,
-	 * which a slow uplink sending 35M does in a fraction of the time.
+	 * must also come at DATA_MIN_RATE on average once that time is up:
+	 * a slow uplink is not cut off (35M may take ten hours).
 	 */
 	s->data_read += n;
 	s->deadline = MINIMUM(time(NULL) + conf->timeout_data,

@@ -219,12 +219,13 @@ def t_handshake_timeout_stalled_starttls():
 
 # --- floods ---
 
-def flood(port, sources, per_source, stop, stats):
-    """Connect per_source sockets from each source and keep them open,
-    reconnecting those the server closes, until stop is set."""
+def flood(ports, sources, per_source, stop, stats):
+    """Connect per_source sockets from each source, spread over ports, and
+    keep them open, reconnecting those the server closes, until stop is
+    set."""
     socks = {}
 
-    def connect(src):
+    def connect(src, port):
         s = socket.socket()
         s.setblocking(False)
         s.bind((src, 0))
@@ -232,13 +233,13 @@ def flood(port, sources, per_source, stop, stats):
             s.connect(("127.0.0.1", port))
         except BlockingIOError:
             pass
-        socks[s.fileno()] = (s, src)
+        socks[s.fileno()] = (s, src, port)
         stats["connects"] += 1
         return s.fileno()
 
     for src in sources:
-        for _ in range(per_source):
-            connect(src)
+        for i in range(per_source):
+            connect(src, ports[i % len(ports)])
     stats["open"] = len(socks)
     stats["ready"].set()
     poll = select.poll()
@@ -247,21 +248,21 @@ def flood(port, sources, per_source, stop, stats):
     while not stop.is_set():
         for fd, _ in poll.poll(50):
             poll.unregister(fd)
-            s, src = socks.pop(fd)
+            s, src, port = socks.pop(fd)
             try:
                 data = s.recv(100)
             except OSError:
                 data = b""
             if data:
-                socks[fd] = (s, src)  # a 421 line, then the close
+                socks[fd] = (s, src, port)  # a 421 line, then the close
                 poll.register(fd, select.POLLIN)
                 continue
             s.close()
             stats["refused"] += 1
             if not stop.is_set():
-                poll.register(connect(src), select.POLLIN)
+                poll.register(connect(src, port), select.POLLIN)
         stats["open"] = len(socks)
-    for s, _ in socks.values():
+    for s, _, _ in socks.values():
         s.close()
 
 
@@ -291,7 +292,7 @@ def nfd(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
-def run_flood(d, sources, per_source, client_source, hold):
+def run_flood(d, sources, per_source, client_source, hold, ports):
     """Returns the client's submission times without and with the flood
     and the flood's counts; checks that [smtp] never holds more than
     hold flood sessions."""
@@ -301,8 +302,8 @@ def run_flood(d, sources, per_source, client_source, hold):
     stop = threading.Event()
     stats = {"connects": 0, "refused": 0, "open": 0,
              "ready": threading.Event()}
-    t = threading.Thread(target=flood, args=(d.tls_port, sources,
-                                             per_source, stop, stats))
+    t = threading.Thread(target=flood, args=(ports, sources, per_source,
+                                             stop, stats))
     t.start()
     try:
         assert stats["ready"].wait(60), "flood not started"
@@ -337,7 +338,7 @@ def t_flood_from_one_address_does_not_starve_others():
     with Smsubmit(conf={"limit sessions": "1000",
                         "limit sessions-per-address": "20"}) as d:
         base, times, stats = run_flood(d, ["127.0.0.2"], n, "127.0.0.3",
-                                       20)
+                                       20, [d.tls_port])
         print("# flood of %d idle connections from one address "
               "(%d refused, <= %d held): submission %.3fs, %.3fs, %.3fs "
               "(%.3fs without the flood)" % (
@@ -347,15 +348,16 @@ def t_flood_from_one_address_does_not_starve_others():
 
 @timeout(180)
 def t_flood_from_one_network_does_not_starve_others():
-    """2000 idle connections from 100 addresses of 127.0.0.0/24, each
-    under its per-address limit: the per-network limit (default 100) keeps
-    slots for 127.0.1.3."""
+    """2000 idle connections from 100 addresses of 127.0.0.0/24, to 465
+    and 587, each address under its per-address limit: the per-network
+    limit (default 100) keeps slots for 127.0.1.3."""
     n = fd_budget(2000)
     sources = ["127.0.0.%d" % i for i in range(2, 102)]
     with Smsubmit(conf={"limit sessions": "150",
                         "limit sessions-per-address": "20"}) as d:
         base, times, stats = run_flood(d, sources, n // len(sources),
-                                       "127.0.1.3", 100)
+                                       "127.0.1.3", 100,
+                                       [d.tls_port, d.starttls_port])
         print("# flood of %d idle connections from one /24 (%d refused, "
               "<= %d held): submission %.3fs, %.3fs, %.3fs (%.3fs "
               "without)" % (n, stats["refused"], stats["held"], times[0],
