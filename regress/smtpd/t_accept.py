@@ -121,6 +121,55 @@ def t_network_limit_ipv6_64():
         served(d, "tls")  # 127.0.0.1: IPv4, another network
 
 
+NETNS_SCRIPT = r"""
+import subprocess, sys
+sys.path.insert(0, sys.argv[1])
+for cmd in (["ip", "link", "set", "lo", "up"],
+            ["ip", "-6", "addr", "add", "fd00:0:0:1::2/64", "dev", "lo",
+             "nodad"],
+            ["ip", "-6", "addr", "add", "fd00:0:0:1:ffff::3/64", "dev", "lo",
+             "nodad"],
+            ["ip", "-6", "addr", "add", "fd00:0:0:2::2/64", "dev", "lo",
+             "nodad"]):
+    subprocess.run(cmd, check=True)
+from harness import Smsubmit, expect, refused_at_accept
+with Smsubmit(conf={"limit sessions-per-address": "5",
+                    "limit sessions-per-network": "2"}, ipv6=True) as d:
+    held = [d.client("starttls", host="::1", source=a)
+            for a in ("fd00:0:0:1::2", "fd00:0:0:1:ffff::3")]
+    for c in held:
+        expect(c.greeting, 220)
+    refused_at_accept(d, "tls", host="::1", source="fd00:0:0:1::2")
+    refused_at_accept(d, "starttls", host="::1", source="fd00:0:0:1:ffff::3")
+    d.wait_log(r"connection from fd00:0:0:1::2 on .* refused: Too many "
+               r"sessions from your network$")
+    c = d.client("tls", host="::1", source="fd00:0:0:2::2")
+    expect(c.greeting, 220, what="another /64")
+    c.quit()
+print("netns test passed")
+"""
+
+
+def t_network_limit_ipv6_64_in_netns():
+    """In a network namespace of its own, with addresses of two /64s on
+    its loopback: fd00:0:0:1::2 and fd00:0:0:1:ffff::3 share a /64 and
+    its limit; fd00:0:0:2::2 is another network and is served."""
+    lib = os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "lib")
+    try:
+        p = subprocess.run(["unshare", "-n", "true"], capture_output=True,
+                           timeout=10)
+    except FileNotFoundError:
+        raise Skip("no unshare(1)")
+    if p.returncode != 0:
+        raise Skip("cannot make a network namespace: %s" %
+                   p.stderr.decode().strip())
+    p = subprocess.run(["unshare", "-n", "python3", "-c", NETNS_SCRIPT,
+                        lib], capture_output=True, timeout=50)
+    out = (p.stdout + p.stderr).decode(errors="replace")
+    assert p.returncode == 0 and "netns test passed" in out, out[-3000:]
+
+
 # --- timeout handshake ---
 
 def closed_after(s, within):
