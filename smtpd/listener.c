@@ -400,23 +400,21 @@ network_of(const struct sockaddr_storage *ss, char *buf, size_t len)
 	char				 tmp[INET6_ADDRSTRLEN];
 
 	if (ss->ss_family == AF_INET6 &&
-	    IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-		memcpy(&a4, &sin6->sin6_addr.s6_addr[12], sizeof(a4));
-		goto v4;
-	}
-	if (ss->ss_family == AF_INET) {
-		a4 = sin->sin_addr;
- v4:
-		a4.s_addr &= htonl(0xffffff00);
-		if (inet_ntop(AF_INET, &a4, tmp, sizeof(tmp)) != NULL) {
-			snprintf(buf, len, "net:%s/24", tmp);
-			return;
-		}
-	} else if (ss->ss_family == AF_INET6) {
+	    !IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
 		a6 = sin6->sin6_addr;
 		memset(&a6.s6_addr[8], 0, 8);
 		if (inet_ntop(AF_INET6, &a6, tmp, sizeof(tmp)) != NULL) {
 			snprintf(buf, len, "net:%s/64", tmp);
+			return;
+		}
+	} else if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6) {
+		if (ss->ss_family == AF_INET)
+			a4 = sin->sin_addr;
+		else
+			memcpy(&a4, &sin6->sin6_addr.s6_addr[12], sizeof(a4));
+		a4.s_addr &= htonl(0xffffff00);
+		if (inet_ntop(AF_INET, &a4, tmp, sizeof(tmp)) != NULL) {
+			snprintf(buf, len, "net:%s/24", tmp);
 			return;
 		}
 	}
@@ -484,15 +482,16 @@ accept_timer_cb(int fd, short ev, void *arg)
  * in plaintext; the socket is new and empty, so the line fits.
  */
 static void
-refuse(int fd, struct listen_conf *lc, const char *client, const char *why)
+refuse(int fd, struct listen_conf *lc, const char *client, const char *enh,
+    const char *why)
 {
 	char	 line[SMTP_LINE_MAX];
 	time_t	 now = time(NULL);
 	int	 n;
 
 	if (lc->flags & LISTEN_STARTTLS) {
-		n = snprintf(line, sizeof(line), "421 4.7.0 %s %s, try "
-		    "later\r\n", env.conf->hostname, why);
+		n = snprintf(line, sizeof(line), "421 %s %s %s, try "
+		    "later\r\n", enh, env.conf->hostname, why);
 		/* best effort: the client may be gone already */
 		if (n > 0 && (size_t)n < sizeof(line) &&
 		    write(fd, line, n) != n)
@@ -501,7 +500,8 @@ refuse(int fd, struct listen_conf *lc, const char *client, const char *why)
 	close(fd);
 	if (now != refused.second) {
 		if (refused.unlogged > 0)
-			log_info("%lu more connections refused", refused.unlogged);
+			log_info("%lu more connections refused",
+			    refused.unlogged);
 		refused.second = now;
 		refused.logged = 0;
 		refused.unlogged = 0;
@@ -537,7 +537,10 @@ over_limit(const char *client, const char *net)
 	return NULL;
 }
 
-/* Returns 0 if nothing more is waiting, -1 if accepting must stop. */
+/*
+ * Take one connection: 1 once it is served or refused, 0 if none was
+ * waiting, -1 if accepting had to stop.
+ */
 static int
 accept_one(struct listen_conf *lc)
 {
@@ -580,11 +583,11 @@ accept_one(struct listen_conf *lc)
 		return 1;
 	}
 	if ((why = over_limit(client, net)) != NULL) {
-		refuse(cfd, lc, client, why);
+		refuse(cfd, lc, client, "4.7.0", why);
 		return 1;
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		refuse(cfd, lc, client, "Out of memory");
+		refuse(cfd, lc, client, "4.3.0", "Out of memory");
 		return 1;
 	}
 	s->fd = cfd;
@@ -610,14 +613,14 @@ accept_one(struct listen_conf *lc)
 		if (s->ev != NULL)
 			event_free(s->ev);
 		free(s);
-		refuse(cfd, lc, client, "Out of memory");
+		refuse(cfd, lc, client, "4.3.0", "Out of memory");
 		return 1;
 	}
 	if (addr_count(s->net, 1) == -1) {
 		addr_count(s->client, -1);
 		event_free(s->ev);
 		free(s);
-		refuse(cfd, lc, client, "Out of memory");
+		refuse(cfd, lc, client, "4.3.0", "Out of memory");
 		return 1;
 	}
 	SPLAY_INSERT(sessiontree, &sessions, s);

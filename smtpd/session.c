@@ -398,7 +398,7 @@ session_input(struct session *s)
 			continue;
 		}
 		line[len] = '\0';
-		/* the next command's time starts now; a handler may change it */
+		/* the next command's time starts now; handlers may change it */
 		s->deadline = time(NULL) + s->env->conf->timeout_command;
 		if (s->state == S_AUTH)
 			auth_line(s, line);
