@@ -9,6 +9,8 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/tree.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include <errno.h>
 #include <event.h>
@@ -26,7 +28,10 @@
 #define INPUT_MAX	(64 * 1024)
 #define OUTPUT_MAX	(256 * 1024)
 #define STOP_GRACE	10		/* seconds for sessions in flight */
-#define SESSIONS_SLACK	32		/* greeted with 421 beyond the limit */
+#define ACCEPT_BATCH	64		/* connections taken per wake-up */
+#define ACCEPT_PAUSE	1		/* seconds without accept on EMFILE */
+#define ACCEPT_LOG_EVERY 60		/* seconds between such warnings */
+#define REFUSED_LOG_MAX	10		/* refusals logged in one second */
 #define WORKER_QUEUE_MAX 128		/* requests and ends a worker owes */
 
 /*
@@ -55,9 +60,14 @@ struct auth_worker {
 	int			 nstale;
 };
 
+/*
+ * Sessions open from one client address, or from one network (the
+ * address's /24, or /64 for IPv6, keyed "net:PREFIX/LEN"), and the end
+ * of an address's ban.
+ */
 struct addrcount {
 	SPLAY_ENTRY(addrcount)	 entry;
-	char			 addr[NI_MAXHOST];
+	char			 addr[NI_MAXHOST + 8];
 	int			 n;		/* sessions */
 	time_t			 banned_until;
 };
@@ -77,8 +87,26 @@ static struct auth_worker	 workers[AUTH_WORKERS_MAX];
 static int			 nworkers;
 static int			 next_worker;	/* where the search starts */
 
+/* Accepting paused when out of descriptors (EMFILE, ENFILE). */
+static struct {
+	struct event	*timer;		/* resumes after ACCEPT_PAUSE */
+	int		 paused;
+	int		 warned;	/* said so, not yet that it is over; a
+					   warning a minute, however it flaps */
+	time_t		 logged;	/* last warning */
+	unsigned long	 failures;	/* since then */
+} acc;
+
+/* Refused connections, logged up to REFUSED_LOG_MAX a second. */
+static struct {
+	time_t		 second;
+	int		 logged;
+	unsigned long	 unlogged;
+} refused;
+
 static void	io_cb(int, short, void *);
 static void	session_free(struct session *);
+static void	accept_resume(void);
 
 static int
 session_cmp(struct session *a, struct session *b)
@@ -130,17 +158,6 @@ addr_count(const char *addr, int delta)
 	SPLAY_REMOVE(addrtree, &addrs, a);
 	free(a);
 	return 0;
-}
-
-static int
-addr_banned(const char *addr)
-{
-	struct addrcount	 key, *a;
-
-	strlcpy(key.addr, addr, sizeof(key.addr));
-	if ((a = SPLAY_FIND(addrtree, &addrs, &key)) == NULL)
-		return 0;
-	return a->banned_until > time(NULL);
 }
 
 static void
@@ -517,6 +534,7 @@ session_free(struct session *s)
 	log_info("session %08x disconnect", s->id);
 	SPLAY_REMOVE(sessiontree, &sessions, s);
 	addr_count(s->client, -1);
+	addr_count(s->net, -1);
 	event_free(s->ev);
 	if (s->tls != NULL) {
 		tls_close(s->tls);
@@ -527,6 +545,8 @@ session_free(struct session *s)
 	buf_free(&s->out);
 	free(s);
 	env.nsessions--;
+	/* a descriptor is free again */
+	accept_resume();
 	if (env.stopping && env.nsessions == 0) {
 		log_info("all sessions done, exiting");
 		ipc_flush(env.queue);
@@ -538,28 +558,209 @@ session_free(struct session *s)
 
 /* --- accepting --- */
 
+/*
+ * The network a client address belongs to, for the per-network limit:
+ * its /24, or its /64 for IPv6 (an IPv4-mapped address is IPv4).
+ */
 static void
-accept_cb(int fd, short ev, void *arg)
+network_of(const struct sockaddr_storage *ss, char *buf, size_t len)
 {
-	struct listen_conf	*lc = arg;
+	const struct sockaddr_in	*sin = (const struct sockaddr_in *)ss;
+	const struct sockaddr_in6	*sin6 = (const struct sockaddr_in6 *)ss;
+	struct in_addr			 a4;
+	struct in6_addr			 a6;
+	char				 tmp[INET6_ADDRSTRLEN];
+
+	if (ss->ss_family == AF_INET6 &&
+	    !IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+		a6 = sin6->sin6_addr;
+		memset(&a6.s6_addr[8], 0, 8);
+		if (inet_ntop(AF_INET6, &a6, tmp, sizeof(tmp)) != NULL) {
+			snprintf(buf, len, "net:%s/64", tmp);
+			return;
+		}
+	} else if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6) {
+		if (ss->ss_family == AF_INET)
+			a4 = sin->sin_addr;
+		else
+			memcpy(&a4, &sin6->sin6_addr.s6_addr[12], sizeof(a4));
+		a4.s_addr &= htonl(0xffffff00);
+		if (inet_ntop(AF_INET, &a4, tmp, sizeof(tmp)) != NULL) {
+			snprintf(buf, len, "net:%s/24", tmp);
+			return;
+		}
+	}
+	strlcpy(buf, "net:unknown", len);
+}
+
+static void
+listen_events(int on)
+{
+	struct listen_conf	*lc;
+
+	TAILQ_FOREACH(lc, &env.conf->listeners, entry)
+		if (lc->ev != NULL && (on ? event_add(lc->ev, NULL) :
+		    event_del(lc->ev)) == -1)
+			fatalx("cannot %s accepting on %s", on ? "resume" :
+			    "pause", lc->name);
+}
+
+/*
+ * Out of descriptors: retrying at once would spin.  Stop listening until
+ * a session ends and gives one back, or for ACCEPT_PAUSE, and say so
+ * once per ACCEPT_LOG_EVERY however often it happens.
+ */
+static void
+accept_pause(const char *name, int error)
+{
+	struct timeval	 tv = { ACCEPT_PAUSE, 0 };
+	time_t		 now = time(NULL);
+
+	acc.failures++;
+	if (acc.logged == 0 || now - acc.logged >= ACCEPT_LOG_EVERY) {
+		log_warnx("accept on %s: %s: not accepting for a while "
+		    "(%lu times since the last warning)", name,
+		    strerror(error), acc.failures);
+		acc.logged = now;
+		acc.failures = 0;
+		acc.warned = 1;
+	}
+	if (!acc.paused) {
+		listen_events(0);
+		acc.paused = 1;
+	}
+	evtimer_add(acc.timer, &tv);
+}
+
+static void
+accept_resume(void)
+{
+	if (!acc.paused || env.stopping)
+		return;
+	acc.paused = 0;
+	evtimer_del(acc.timer);
+	listen_events(1);
+}
+
+static void
+accept_timer_cb(int fd, short ev, void *arg)
+{
+	accept_resume();
+}
+
+/*
+ * Over a limit: closed at once, before any TLS work, so that it holds no
+ * session slot and costs no handshake.  A STARTTLS listener can say why
+ * in plaintext; the socket is new and empty, so the line fits.
+ */
+static void
+refuse(int fd, struct listen_conf *lc, const char *client, const char *enh,
+    const char *why)
+{
+	char	 line[SMTP_LINE_MAX];
+	time_t	 now = time(NULL);
+	int	 n;
+
+	if (lc->flags & LISTEN_STARTTLS) {
+		n = snprintf(line, sizeof(line), "421 %s %s %s, try "
+		    "later\r\n", enh, env.conf->hostname, why);
+		/* best effort: the client may be gone already */
+		if (n > 0 && (size_t)n < sizeof(line) &&
+		    write(fd, line, n) != n)
+			log_debug("421 to %s not written", client);
+	}
+	close(fd);
+	if (now != refused.second) {
+		if (refused.unlogged > 0)
+			log_info("%lu more connections refused",
+			    refused.unlogged);
+		refused.second = now;
+		refused.logged = 0;
+		refused.unlogged = 0;
+	}
+	if (refused.logged++ < REFUSED_LOG_MAX)
+		log_info("connection from %s on %s refused: %s", client,
+		    lc->name, why);
+	else
+		refused.unlogged++;
+}
+
+/* Why a new connection may not have a session, or NULL. */
+static const char *
+over_limit(const char *client, const char *net)
+{
+	struct smsubmit_conf	*conf = env.conf;
+	struct addrcount	 key, *a;
+
+	if (env.nsessions >= conf->max_sessions)
+		return "Too many sessions";
+	strlcpy(key.addr, client, sizeof(key.addr));
+	if ((a = SPLAY_FIND(addrtree, &addrs, &key)) != NULL) {
+		if (a->banned_until > time(NULL))
+			return "Too many authentication failures from your "
+			    "address";
+		if (a->n >= conf->max_sessions_per_addr)
+			return "Too many sessions from your address";
+	}
+	strlcpy(key.addr, net, sizeof(key.addr));
+	if ((a = SPLAY_FIND(addrtree, &addrs, &key)) != NULL &&
+	    a->n >= conf->max_sessions_per_net)
+		return "Too many sessions from your network";
+	return NULL;
+}
+
+/*
+ * Take one connection: 1 once it is served or refused, 0 if none was
+ * waiting, -1 if accepting had to stop.
+ */
+static int
+accept_one(struct listen_conf *lc)
+{
 	struct sockaddr_storage	 ss, ls;
 	socklen_t		 len = sizeof(ss), llen = sizeof(ls);
 	struct session		*s;
-	char			 port[NI_MAXSERV];
+	char			 port[NI_MAXSERV], client[NI_MAXHOST];
+	char			 net[sizeof(s->net)];
+	const char		*why;
 	int			 cfd;
 
-	if ((cfd = accept4(fd, (struct sockaddr *)&ss, &len,
+	if ((cfd = accept4(lc->fd, (struct sockaddr *)&ss, &len,
 	    SOCK_NONBLOCK | SOCK_CLOEXEC)) == -1) {
-		if (errno != EAGAIN && errno != EINTR &&
-		    errno != ECONNABORTED)
+		switch (errno) {
+		case EAGAIN:
+		case EINTR:
+		case ECONNABORTED:
+			return 0;
+		case EMFILE:
+		case ENFILE:
+		case ENOBUFS:
+		case ENOMEM:
+			accept_pause(lc->name, errno);
+			return -1;
+		default:
 			log_warn("accept on %s", lc->name);
-		return;
+			return 0;
+		}
 	}
-	if (env.stopping ||
-	    env.nsessions >= env.conf->max_sessions + SESSIONS_SLACK ||
-	    (s = calloc(1, sizeof(*s))) == NULL) {
+	if (acc.warned) {
+		log_info("accepting again");
+		acc.warned = 0;
+	}
+	if (getnameinfo((struct sockaddr *)&ss, len, client, sizeof(client),
+	    NULL, 0, NI_NUMERICHOST) != 0)
+		strlcpy(client, "unknown", sizeof(client));
+	network_of(&ss, net, sizeof(net));
+	if (env.stopping) {
 		close(cfd);
-		return;
+		return 1;
+	}
+	if ((why = over_limit(client, net)) != NULL) {
+		refuse(cfd, lc, client, "4.7.0", why);
+		return 1;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		refuse(cfd, lc, client, "4.3.0", "Out of memory");
+		return 1;
 	}
 	s->fd = cfd;
 	s->env = &env;
@@ -570,9 +771,8 @@ accept_cb(int fd, short ev, void *arg)
 	} while (session_find(s->id) != NULL);
 	buf_init(&s->in, INPUT_MAX);
 	buf_init(&s->out, OUTPUT_MAX);
-	if (getnameinfo((struct sockaddr *)&ss, len, s->client,
-	    sizeof(s->client), NULL, 0, NI_NUMERICHOST) != 0)
-		strlcpy(s->client, "unknown", sizeof(s->client));
+	strlcpy(s->client, client, sizeof(s->client));
+	strlcpy(s->net, net, sizeof(s->net));
 	if (getsockname(cfd, (struct sockaddr *)&ls, &llen) == 0 &&
 	    getnameinfo((struct sockaddr *)&ls, llen, s->local,
 	    sizeof(s->local) - 8, port, sizeof(port),
@@ -580,22 +780,28 @@ accept_cb(int fd, short ev, void *arg)
 		strlcat(s->local, ";", sizeof(s->local));
 		strlcat(s->local, port, sizeof(s->local));
 	}
-	if ((s->ev = event_new(env.base, cfd, EV_READ, io_cb, s)) == NULL) {
-		close(cfd);
+	if ((s->ev = event_new(env.base, cfd, EV_READ, io_cb, s)) == NULL ||
+	    addr_count(s->client, 1) == -1) {
+		if (s->ev != NULL)
+			event_free(s->ev);
 		free(s);
-		return;
+		refuse(cfd, lc, client, "4.3.0", "Out of memory");
+		return 1;
+	}
+	if (addr_count(s->net, 1) == -1) {
+		addr_count(s->client, -1);
+		event_free(s->ev);
+		free(s);
+		refuse(cfd, lc, client, "4.3.0", "Out of memory");
+		return 1;
 	}
 	SPLAY_INSERT(sessiontree, &sessions, s);
 	env.nsessions++;
-	s->deadline = time(NULL) + env.conf->timeout_command;
-	if (addr_count(s->client, 1) > env.conf->max_sessions_per_addr ||
-	    env.nsessions > env.conf->max_sessions)
-		s->flags |= SF_REJECT;
-	if (addr_banned(s->client))
-		s->flags |= SF_BANNED;
-	log_info("session %08x connect from %s on %s%s", s->id, s->client,
-	    lc->name, s->flags & SF_BANNED ? " (banned)" :
-	    s->flags & SF_REJECT ? " (over the session limit)" : "");
+	/* the handshake and the first command, however slow the client */
+	s->deadline = time(NULL) + MINIMUM(env.conf->timeout_handshake,
+	    env.conf->timeout_command);
+	log_info("session %08x connect from %s on %s", s->id, s->client,
+	    lc->name);
 
 	if (lc->flags & LISTEN_TLS) {
 		s->state = S_HANDSHAKE;
@@ -603,23 +809,38 @@ accept_cb(int fd, short ev, void *arg)
 			log_warnx("session %08x tls_accept_socket: %s", s->id,
 			    tls_error(env.tls));
 			session_free(s);
-			return;
+			return 1;
 		}
 	} else
 		session_start(s);
 	pump(s);
+	return 1;
+}
+
+static void
+accept_cb(int fd, short ev, void *arg)
+{
+	struct listen_conf	*lc = arg;
+	int			 i;
+
+	/* a few at a time: a flood is shed fast, other events still run */
+	for (i = 0; i < ACCEPT_BATCH; i++)
+		if (accept_one(lc) != 1)
+			break;
 }
 
 static void
 start_accepting(void)
 {
 	struct listen_conf	*lc;
-	struct event		*ev;
 
+	if ((acc.timer = evtimer_new(env.base, accept_timer_cb, NULL)) ==
+	    NULL)
+		fatalx("evtimer_new");
 	TAILQ_FOREACH(lc, &env.conf->listeners, entry) {
-		ev = event_new(env.base, lc->fd, EV_READ | EV_PERSIST,
+		lc->ev = event_new(env.base, lc->fd, EV_READ | EV_PERSIST,
 		    accept_cb, lc);
-		if (ev == NULL || event_add(ev, NULL) == -1)
+		if (lc->ev == NULL || event_add(lc->ev, NULL) == -1)
 			fatalx("cannot listen on %s", lc->name);
 		log_info("listening on %s (%s)", lc->name,
 		    lc->flags & LISTEN_TLS ? "tls" : "starttls");

@@ -118,9 +118,11 @@ typedef struct {
 %}
 
 %token	AFTER BAN CHECKHEADERFROM DELAY FOR SENDERS WITHIN
-%token	AUTH CERTIFICATE CIPHERS COMMAND DATA HOSTNAME KEY LIFETIME LIMIT
+%token	AUTH CERTIFICATE CIPHERS COMMAND DATA HANDSHAKE HOSTNAME KEY LIFETIME
+%token	LIMIT
 %token	LISTEN MAXFAILURES MECHANISMS MESSAGESIZE ON PORT PROTOCOLS QUEUE
-%token	RECIPIENTS RELAY RETRY SASLCONFIG SESSIONS SESSIONSPERADDR STARTTLS TIMEOUT
+%token	RECIPIENTS RELAY RETRY SASLCONFIG SESSIONS SESSIONSPERADDR
+%token	SESSIONSPERNET STARTTLS TIMEOUT
 %token	TLS TO USER WORKERS
 %token	ERROR
 %token	<v.string>	STRING
@@ -400,6 +402,14 @@ limit		: LIMIT MESSAGESIZE size {
 				YYERROR;
 			in.conf->max_sessions_per_addr = n;
 		}
+		| LIMIT SESSIONSPERNET string {
+			long long	n;
+
+			if (get_number($3, 1, LIMIT_MAX, "sessions-per-network",
+			    &n) == -1)
+				YYERROR;
+			in.conf->max_sessions_per_net = n;
+		}
 		;
 
 size		: string {
@@ -420,7 +430,10 @@ duration	: string {
 		}
 		;
 
-timeout		: TIMEOUT COMMAND duration {
+timeout		: TIMEOUT HANDSHAKE duration {
+			in.conf->timeout_handshake = $3;
+		}
+		| TIMEOUT COMMAND duration {
 			in.conf->timeout_command = $3;
 		}
 		| TIMEOUT DATA duration {
@@ -453,6 +466,7 @@ static const struct keyword {
 	{ "data",			DATA },
 	{ "delay",			DELAY },
 	{ "for",			FOR },
+	{ "handshake",			HANDSHAKE },
 	{ "hostname",			HOSTNAME },
 	{ "key",			KEY },
 	{ "lifetime",			LIFETIME },
@@ -472,6 +486,7 @@ static const struct keyword {
 	{ "senders",			SENDERS },
 	{ "sessions",			SESSIONS },
 	{ "sessions-per-address",	SESSIONSPERADDR },
+	{ "sessions-per-network",	SESSIONSPERNET },
 	{ "starttls",			STARTTLS },
 	{ "timeout",			TIMEOUT },
 	{ "tls",			TLS },
@@ -1368,13 +1383,15 @@ conf_defaults(struct smsubmit_conf *conf)
 	conf->max_recipients = 100;
 	conf->max_sessions = 1000;
 	conf->max_sessions_per_addr = 20;
+	conf->max_sessions_per_net = 0;		/* see parse_fp() */
+	conf->timeout_handshake = 30;
 	conf->timeout_command = 300;
 	conf->timeout_data = 600;
 	conf->retry_min = 60;
 	conf->retry_max = 60 * 60;
 	conf->relay_timeout = 300;
 	if ((conf->tls_protocols = strdup("secure")) == NULL ||
-	    (conf->tls_ciphers = strdup("secure")) == NULL ||
+	    (conf->tls_ciphers = strdup(TLS_CIPHERS_DEFAULT)) == NULL ||
 	    (conf->sasl_config = strdup("/etc/smsubmit")) == NULL ||
 	    (conf->queue_dir = strdup(SMSUBMIT_QUEUE)) == NULL ||
 	    (conf->user = strdup(SMSUBMIT_USER)) == NULL ||
@@ -1412,6 +1429,11 @@ parse_fp(FILE *fp, const char *file, struct smsubmit_conf *conf)
 	in.pushback = NULL;
 	pool_free();
 	symclear_file();
+
+	/* a network holds by default as many sessions as five addresses */
+	if (conf->max_sessions_per_net == 0)
+		conf->max_sessions_per_net = MINIMUM(LIMIT_MAX,
+		    5 * conf->max_sessions_per_addr);
 
 	/* what the whole file must have said, checked once it is read */
 	if (TAILQ_EMPTY(&conf->listeners)) {

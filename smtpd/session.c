@@ -8,6 +8,12 @@
  * the listener once the input buffer is drained (PIPELINING, RFC 2920).
  * Whatever goes to the auth or queue process holds the input until the
  * answer comes back, so replies stay in order.
+ *
+ * Each thing the client is owed an answer for (the connection's greeting,
+ * a command line, a SASL response line, the end of a message) counts one
+ * in s->owed, and each final reply line takes one off: session_reply()
+ * drops a reply nothing is owed for, and replied() answers one that a
+ * handler forgot, so a pipelining client never gets out of step.
  */
 #include <sys/types.h>
 #ifdef SMSUBMIT_REGRESS
@@ -36,6 +42,7 @@
 #define C_AUTH		0x02	/* refused with 530 before AUTH */
 
 #define DATA_FLUSH	(64 * 1024)
+#define DATA_MIN_RATE	1024	/* octets a second, on average, in DATA */
 #define DATA_BUF_MAX	(256 * 1024)
 
 struct smtp_cmd {
@@ -91,7 +98,7 @@ session_reply(struct session *s, const char *fmt, ...)
 {
 	va_list	 ap;
 	char	 line[SMTP_LINE_MAX];
-	int	 n;
+	int	 n, last;
 
 	va_start(ap, fmt);
 	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
@@ -100,6 +107,16 @@ session_reply(struct session *s, const char *fmt, ...)
 		return;
 	if ((size_t)n >= sizeof(line) - 2)
 		n = sizeof(line) - 3;
+	last = n < 4 || line[3] != '-';
+	if (s->owed == 0 && strncmp(line, "421", 3) != 0) {
+		/* a second reply to one command: the client would desync */
+		log_warnx("session %08x: reply nothing asked for, dropped: "
+		    "%.3s", s->id, line);
+		s->env->reply_faults++;
+		return;
+	}
+	if (last && s->owed > 0)
+		s->owed--;
 	log_debug("session %08x > %.*s", s->id, n, line);
 	line[n++] = '\r';
 	line[n++] = '\n';
@@ -117,6 +134,22 @@ session_close(struct session *s, const char *why)
 	s->state = S_QUIT;
 	/* a client that does not read its last reply is not waited for */
 	s->deadline = time(NULL) + CLOSE_GRACE;
+}
+
+/*
+ * After a command, or the answer to it from another process: it must have
+ * been answered, or be waiting for that answer, or the session is ending.
+ */
+static void
+replied(struct session *s)
+{
+	if (s->owed == 0 || s->pending != PENDING_NONE || s->state == S_QUIT)
+		return;
+	log_warnx("session %08x: %d command%s left without a reply", s->id,
+	    s->owed, s->owed > 1 ? "s" : "");
+	s->env->reply_faults++;
+	while (s->owed > 0)
+		session_reply(s, "451 4.3.0 Internal error");
 }
 
 static void
@@ -172,26 +205,15 @@ session_start(struct session *s)
 		s->state = S_CONNECTED;
 		return;
 	}
-	if (s->flags & SF_BANNED) {
-		session_reply(s, "421 4.7.0 %s Too many authentication "
-		    "failures from your address, try later",
-		    env->conf->hostname);
-		session_close(s, "banned address");
-		return;
-	}
-	if (s->flags & SF_REJECT) {
-		session_reply(s, "421 4.7.0 %s Too many sessions, try later",
-		    env->conf->hostname);
-		session_close(s, "too many sessions");
-		return;
-	}
 	if (env->stopping) {
+		s->owed = 1;
 		session_reply(s, "421 4.3.2 %s Service shutting down",
 		    env->conf->hostname);
 		session_close(s, "shutting down");
 		return;
 	}
 	s->state = S_CONNECTED;
+	s->owed = 1;
 	session_reply(s, "220 %s ESMTP smsubmit", env->conf->hostname);
 }
 
@@ -284,6 +306,44 @@ command(struct session *s, char *line)
 	cmd->handler(s, arg);
 }
 
+/* The client's SASL exchange is over without a result from [auth]. */
+static void
+auth_end(struct session *s)
+{
+	listener_auth_end(s);
+	s->state = S_HELO;
+}
+
+/*
+ * A line over the limit gets one reply.  A SASL response line that long
+ * ends the exchange (RFC 4954: 500 5.5.6), so that what follows is read
+ * as commands again, not as responses counted as failed logins.
+ */
+static void
+line_too_long(struct session *s)
+{
+	s->owed++;
+	if (s->state == S_AUTH) {
+		auth_end(s);
+		session_reply(s, "500 5.5.6 Authentication exchange line is "
+		    "too long");
+	} else
+		session_reply(s, "500 5.5.2 Line too long");
+}
+
+/* One line of a SASL exchange, in S_AUTH. */
+static void
+auth_line(struct session *s, const char *line)
+{
+	if (strcmp(line, "*") == 0) {
+		auth_end(s);
+		session_reply(s, "501 5.0.0 Authentication cancelled");
+		return;
+	}
+	listener_auth_step(s, line);
+	s->pending = PENDING_AUTH;
+}
+
 /*
  * Process buffered input until it runs out, a command needs an answer
  * from another process, or the session ends.
@@ -298,6 +358,7 @@ session_input(struct session *s)
 	    !(s->flags & SF_STARTTLS) && buf_used(&s->in) > 0) {
 		if (s->state == S_DATA) {
 			data_input(s);
+			replied(s);
 			continue;
 		}
 		if (!(s->flags & SF_TLS) && buf_used(&s->in) >= 2 &&
@@ -313,50 +374,50 @@ session_input(struct session *s)
 			/* no end in sight: answer now, skip to the LF */
 			buf_drain(&s->in, buf_used(&s->in));
 			if (!(s->flags & SF_SKIPLINE))
-				session_reply(s, "500 5.5.2 Line too long");
+				line_too_long(s);
 			s->flags |= SF_SKIPLINE;
 			return;
 		}
 		line = buf_head(&s->in);
 		if (s->flags & SF_SKIPLINE) {
+			/* the end of a line answered already */
 			s->flags &= ~SF_SKIPLINE;
+			explicit_bzero(line, n);
 			buf_drain(&s->in, n);
 			continue;
 		}
 		if (n > max) {
+			explicit_bzero(line, n);
 			buf_drain(&s->in, n);
-			session_reply(s, "500 5.5.2 Line too long");
+			line_too_long(s);
 			continue;
 		}
 		len = n - 1;
 		if (len > 0 && line[len - 1] == '\r')
 			len--;
+		s->owed++;
 		if (memchr(line, '\0', len) != NULL) {
+			explicit_bzero(line, n);
 			buf_drain(&s->in, n);
-			session_reply(s, "500 5.5.2 NUL in command");
+			if (s->state == S_AUTH) {
+				/* not base64 (RFC 4954): the exchange ends */
+				auth_end(s);
+				session_reply(s, "501 5.5.2 Cannot decode "
+				    "response");
+			} else
+				session_reply(s, "500 5.5.2 NUL in command");
 			continue;
 		}
 		line[len] = '\0';
-		if (s->state == S_AUTH) {
-			/* a client response in a SASL exchange */
-			if (strcmp(line, "*") == 0) {
-				listener_auth_end(s);
-				s->state = S_HELO;
-				session_reply(s, "501 5.0.0 Authentication "
-				    "cancelled");
-			} else {
-				listener_auth_step(s, line);
-				s->pending = PENDING_AUTH;
-			}
-			explicit_bzero(line, n);
-			buf_drain(&s->in, n);
-			continue;
-		}
-		command(s, line);
+		/* the next command's time starts now; handlers may change it */
+		s->deadline = time(NULL) + s->env->conf->timeout_command;
+		if (s->state == S_AUTH)
+			auth_line(s, line);
+		else
+			command(s, line);
 		explicit_bzero(line, n);
 		buf_drain(&s->in, n);
-		if (s->state != S_DATA)
-			s->deadline = time(NULL) + s->env->conf->timeout_command;
+		replied(s);
 	}
 }
 
@@ -375,27 +436,27 @@ helo_valid(const char *arg)
 	return 1;
 }
 
-static void
+/* HELO and EHLO: 0 once the session is greeted, -1 if refused (501). */
+static int
 greet(struct session *s, const char *arg, int ehlo)
 {
-	if (s->state == S_AUTH || s->state == S_DATA)
-		return;
 	if (!helo_valid(arg)) {
+		/* one reply: a good HELO before stays in force, unanswered */
 		session_reply(s, "501 5.5.4 %s requires a valid domain",
 		    ehlo ? "EHLO" : "HELO");
-		return;
+		return -1;
 	}
 	transaction_reset(s);
 	log_sanitise(s->helo, sizeof(s->helo), arg);
 	s->state = S_HELO;
 	s->flags = ehlo ? (s->flags | SF_EHLO) : (s->flags & ~SF_EHLO);
+	return 0;
 }
 
 static void
 cmd_helo(struct session *s, const char *arg)
 {
-	greet(s, arg, 0);
-	if (s->state == S_HELO)
+	if (greet(s, arg, 0) == 0)
 		session_reply(s, "250 %s", s->env->conf->hostname);
 }
 
@@ -404,8 +465,7 @@ cmd_ehlo(struct session *s, const char *arg)
 {
 	struct smsubmit_conf	*conf = s->env->conf;
 
-	greet(s, arg, 1);
-	if (s->state != S_HELO)
+	if (greet(s, arg, 1) == -1)
 		return;
 	session_reply(s, "250-%s Hello %s [%s]", conf->hostname, s->helo,
 	    s->client);
@@ -418,7 +478,9 @@ cmd_ehlo(struct session *s, const char *arg)
 	session_reply(s, "250-SIZE %zu", conf->max_message_size);
 	session_reply(s, "250-8BITMIME");
 	session_reply(s, "250-SMTPUTF8");
-	if (s->env->auth_ready && s->env->mechs[0] != '\0') {
+	/* RFC 4954: AUTH is not offered, nor allowed, once it succeeded */
+	if (s->env->auth_ready && s->env->mechs[0] != '\0' &&
+	    !(s->flags & SF_AUTHED)) {
 		session_reply(s, "250-ENHANCEDSTATUSCODES");
 		session_reply(s, "250 AUTH %s", s->env->mechs);
 	} else
@@ -437,6 +499,9 @@ cmd_starttls(struct session *s, const char *arg)
 		return;
 	}
 	session_reply(s, "220 2.0.0 Ready to start TLS");
+	/* the handshake and the first command in TLS, as on a tls listener */
+	s->deadline = time(NULL) + MINIMUM(s->env->conf->timeout_handshake,
+	    s->env->conf->timeout_command);
 	listener_starttls(s);
 }
 
@@ -566,6 +631,7 @@ session_auth_result(struct session *s, struct ipc_msg *msg)
 		}
 		break;
 	}
+	replied(s);
 	session_input(s);
 }
 
@@ -903,7 +969,9 @@ data_begin(struct session *s)
 		return;
 	}
 	s->state = S_DATA;
-	s->deadline = time(NULL) + conf->timeout_data;
+	s->data_start = time(NULL);
+	s->data_read = 0;
+	s->deadline = s->data_start + conf->timeout_data;
 	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
@@ -1046,6 +1114,16 @@ data_input(struct session *s)
 	before = buf_used(&s->dbuf);
 	n = body_parse(s->body, buf_head(&s->in), buf_used(&s->in), &s->dbuf);
 	buf_drain(&s->in, n);
+	/*
+	 * "timeout data" is idle time: each read of the message restarts
+	 * it.  So that trickling cannot hold a session for ever, the message
+	 * must also come at DATA_MIN_RATE on average once that time is up:
+	 * a slow uplink is not cut off (35M may take ten hours).
+	 */
+	s->data_read += n;
+	s->deadline = MINIMUM(time(NULL) + conf->timeout_data,
+	    s->data_start + conf->timeout_data +
+	    (time_t)(s->data_read / DATA_MIN_RATE));
 	s->msgsize += buf_used(&s->dbuf) - before;
 	if (s->msgsize > conf->max_message_size)
 		s->flags |= SF_DATAFULL;
@@ -1055,6 +1133,7 @@ data_input(struct session *s)
 		data_write(s);
 	if (s->body->done) {
 		s->deadline = time(NULL) + conf->timeout_command;
+		s->owed++;	/* the final dot is answered */
 		data_end(s);
 	}
 }
@@ -1130,5 +1209,6 @@ session_queue_result(struct session *s, struct ipc_msg *msg)
 		session_close(s, "shutting down");
 		return;
 	}
+	replied(s);
 	session_input(s);
 }

@@ -10,6 +10,7 @@
  * if any child exits, the others are stopped and the parent exits too.
  */
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -34,6 +35,7 @@
 #define CONF_MAX	(IPC_MAX_PAYLOAD - PATH_MAX - 16)
 #define CHILDREN_MAX	(AUTH_WORKERS_MAX + 3)
 #define EXTRA_ARGV_MAX	24
+#define NOFILE_FIXED	64	/* descriptors not counted per session */
 
 struct child {
 	enum proc_type		 type;
@@ -96,6 +98,50 @@ bind_listeners(struct smsubmit_conf *conf)
 		if (listen(lc->fd, 128) == -1)
 			fatal("listen %s", lc->name);
 	}
+}
+
+/*
+ * Every session costs the listener its socket and, during DATA, the
+ * message file, and costs the queue as much: make room for them all (the
+ * children inherit the limit), or refuse a configuration that cannot
+ * have it rather than find out by running out under load.
+ */
+static int
+fit_nofile(struct smsubmit_conf *conf, const char *file)
+{
+	struct listen_conf	*lc;
+	struct rlimit		 rl;
+	rlim_t			 need;
+
+	need = NOFILE_FIXED + 2 * (rlim_t)conf->max_sessions +
+	    conf->auth_workers;
+	TAILQ_FOREACH(lc, &conf->listeners, entry)
+		need++;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		fprintf(stderr, "getrlimit: %s\n", strerror(errno));
+		return -1;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+		rl.rlim_cur = need;
+		/* root may raise the hard limit too, up to fs.nr_open */
+		if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need &&
+		    geteuid() == 0)
+			rl.rlim_max = need;
+		if ((rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) ||
+		    setrlimit(RLIMIT_NOFILE, &rl) == -1) {
+			if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+				rl.rlim_max = 0;
+			fprintf(stderr, "%s: \"limit sessions %d\" needs %llu "
+			    "open files, but at most %llu are allowed "
+			    "(RLIMIT_NOFILE): raise the limit (ulimit -n, "
+			    "LimitNOFILE= in the systemd unit) or lower "
+			    "\"limit sessions\"\n", file, conf->max_sessions,
+			    (unsigned long long)need,
+			    (unsigned long long)rl.rlim_max);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static struct child *
@@ -561,14 +607,16 @@ main(int argc, char *argv[])
 	}
 	if (parse_config_mem(file, env.text, env.textlen, conf) == -1)
 		exit(1);
+	if (control != NULL)
+		exit(control_client(conf, control));
+	if (fit_nofile(conf, file) == -1)
+		exit(1);
 	if (checkonly) {
 		if (check_config(file, conf, 0) > 0)
 			exit(1);
 		fprintf(stderr, "configuration OK\n");
 		exit(0);
 	}
-	if (control != NULL)
-		exit(control_client(conf, control));
 	env.conf = conf;
 	env.file = file;
 	log_init(debug, verbose);

@@ -9,6 +9,7 @@
 #include <sys/queue.h>
 #include <sys/tree.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 
 #include <limits.h>
 #include <netdb.h>
@@ -23,6 +24,10 @@
 struct event;
 struct event_base;
 struct auth_worker;
+
+#ifndef MINIMUM
+#define MINIMUM(a, b)	((a) < (b) ? (a) : (b))
+#endif
 
 #define SMSUBMIT_VERSION	"1.0"
 #define SMSUBMIT_CONF		"/etc/smsubmit.conf"
@@ -42,6 +47,18 @@ struct auth_worker;
 
 /* --- parse.y: the configuration --- */
 
+/*
+ * The default "tls ciphers": for TLS 1.2, forward-secret AEAD suites only,
+ * as Mozilla's "intermediate" profile (no CBC, no RSA key exchange); TLS
+ * 1.3 suites are all AEAD and not chosen by this list.
+ */
+#define TLS_CIPHERS_DEFAULT	"ECDHE-ECDSA-AES128-GCM-SHA256:" \
+				"ECDHE-RSA-AES128-GCM-SHA256:" \
+				"ECDHE-ECDSA-AES256-GCM-SHA384:" \
+				"ECDHE-RSA-AES256-GCM-SHA384:" \
+				"ECDHE-ECDSA-CHACHA20-POLY1305:" \
+				"ECDHE-RSA-CHACHA20-POLY1305"
+
 #define LISTEN_TLS		0x01	/* implicit TLS (RFC 8314) */
 #define LISTEN_STARTTLS		0x02	/* STARTTLS required (RFC 3207) */
 
@@ -52,6 +69,7 @@ struct listen_conf {
 	int			 flags;		/* LISTEN_TLS or LISTEN_STARTTLS */
 	int			 fd;		/* bound by the parent */
 	char			 name[NI_MAXHOST + 16];	/* "addr port N" */
+	struct event		*ev;		/* the listener's, on fd */
 };
 TAILQ_HEAD(listen_list, listen_conf);
 
@@ -103,8 +121,10 @@ struct smsubmit_conf {
 	int			 max_recipients;
 	int			 max_sessions;
 	int			 max_sessions_per_addr;
-	time_t			 timeout_command;	/* seconds */
-	time_t			 timeout_data;
+	int			 max_sessions_per_net;	/* a /24 or /64 */
+	time_t			 timeout_handshake;	/* seconds */
+	time_t			 timeout_command;
+	time_t			 timeout_data;		/* idle, in DATA */
 	char			*user;
 	char			*queue_user;
 	struct conf_lines	 line;
@@ -267,6 +287,7 @@ struct listener_env {
 	int			 auth_ready;
 	int			 nsessions;
 	int			 stopping;
+	unsigned long		 reply_faults;	/* replies dropped or added */
 	uint32_t		 nextid;
 	char			*cert[CRYPTO_KEYS_MAX];	/* PEM from the parent */
 	size_t			 certlen[CRYPTO_KEYS_MAX];
@@ -288,12 +309,10 @@ enum session_state {
 #define SF_STARTTLS	0x0002	/* 220 sent for STARTTLS, handshake next */
 #define SF_AUTHED	0x0004
 #define SF_EHLO		0x0008	/* EHLO, not HELO */
-#define SF_REJECT	0x0020	/* over a limit: greet with 421 */
 #define SF_8BITMIME	0x0040	/* transaction flags */
 #define SF_SMTPUTF8	0x0080
 #define SF_SKIPLINE	0x0100	/* discarding an overlong line */
 #define SF_DATAFULL	0x0200	/* message over the size limit */
-#define SF_BANNED	0x0400	/* its address failed AUTH too often */
 
 struct session {
 	SPLAY_ENTRY(session)	 entry;
@@ -317,7 +336,10 @@ struct session {
 	short			 rwant;		/* what a read waits for */
 	short			 wwant;		/* what a write waits for */
 	char			 client[NI_MAXHOST];
+	char			 net[INET6_ADDRSTRLEN + 8];	/* "net:P/L" */
 	char			 local[NI_MAXHOST + 8];
+	int			 owed;		/* replies: commands read, not
+						   answered yet (session.c) */
 	int			 nunknown;
 	int			 nauthfail;
 	char			 helo[256];	/* sanitised */
@@ -337,6 +359,8 @@ struct session {
 	struct body		*body;
 	struct buf		 dbuf;
 	size_t			 msgsize;
+	time_t			 data_start;	/* the 354 */
+	size_t			 data_read;	/* octets read since */
 	int			 data_errno;
 	char			 add_msgid[128];
 	char			 add_date[96];
@@ -361,6 +385,11 @@ struct smtp_cmd;
 
 void	 session_start(struct session *);	/* after connect or TLS */
 void	 session_input(struct session *);	/* process buffered input */
+/*
+ * Queue a reply line.  A command gets exactly one reply (a multi-line one
+ * counts as one): a reply nothing asked for is dropped, unless it is a
+ * 421 that the session closes after.
+ */
 void	 session_reply(struct session *, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	 session_close(struct session *, const char *);

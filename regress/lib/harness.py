@@ -186,6 +186,7 @@ class Smsubmit:
         self.run_as = run_as if os.geteuid() == 0 else None
         self.root = os.geteuid() == 0 and not self.run_as
         self.proc = None
+        self.preexec = None  # run in the daemon's process before exec
         self.pids = {}  # children seen, for cleanup after a crash
         self.final_log = None
         self.logf = None
@@ -338,7 +339,7 @@ class Smsubmit:
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf,
-            cwd=self.dir)
+            cwd=self.dir, preexec_fn=self.preexec)
         deadline = time.monotonic() + timeout
         addrs = ["127.0.0.1"] + (["::1"] if self.ipv6 else [])
         pending = [(a, p) for a in addrs
@@ -589,6 +590,39 @@ def expect(reply, code, enh=None, what=""):
     return reply
 
 
+def refused_at_accept(d, kind, source=None, host="127.0.0.1"):
+    """Assert that a new connection is refused at accept, before any TLS
+    work (SPEC section 5): on a starttls listener 421 4.7.0 then close; on
+    a tls listener closed without a byte, although the client has sent
+    nothing, not even a ClientHello.  Returns what the server sent."""
+    s = socket.create_connection(
+        (host, d.port(kind)), timeout=5,
+        source_address=(source, 0) if source else None)
+    data = b""
+    try:
+        s.settimeout(5)
+        while True:
+            try:
+                chunk = s.recv(4096)
+            except ConnectionResetError:
+                break
+            except socket.timeout:
+                raise AssertionError(
+                    "%s: not closed within 5s of connect (got %r): the "
+                    "refusal waits for the client" % (kind, data))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    if kind == "tls":
+        assert data == b"", "tls: %r sent before closing" % data
+    else:
+        assert re.match(rb"421 4\.7\.0 [^\r\n]*\r\n\Z", data), \
+            "starttls: refusal %r is not one 421 4.7.0 line" % data
+    return data
+
+
 def b64(s):
     if isinstance(s, str):
         s = s.encode()
@@ -628,12 +662,16 @@ class Client:
     """A raw SMTP client: exact bytes out, whole replies in."""
 
     def __init__(self, host, port, tls=False, cafile=None, timeout=10,
-                 greet=True):
+                 greet=True, source=None):
+        """source: the local address to connect from (any 127.x.y.z
+        works on Linux's loopback)."""
         self.timeout = timeout
         self.cafile = cafile
         self.host = host
         self.buf = b""
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = socket.create_connection(
+            (host, port), timeout=timeout,
+            source_address=(source, 0) if source else None)
         clients.append(self)
         self.tls = False
         if tls:

@@ -7,8 +7,8 @@ import ssl
 import subprocess
 import time
 
-from harness import HOSTNAME, Closed, Smsubmit, expect, message, timeout, \
-    unique
+from harness import HOSTNAME, Closed, Smsubmit, expect, message, \
+    refused_at_accept, timeout, unique
 
 KINDS = ("tls", "starttls")
 
@@ -94,17 +94,15 @@ def open_sessions(d, n):
 
 
 def refused_at_greeting(d, kind="starttls"):
-    """Over the limit: 421 4.7.0 and close.  On the TLS listener closing
-    before the handshake is as good (it spares the handshake's cost)."""
-    try:
-        c = d.client(kind, greet=False)
-        r = c.reply(timeout=5)
-    except (Closed, OSError, ssl.SSLError) as e:
-        if kind == "tls":
-            return
-        raise AssertionError("closed without a 421: %s" % e)
-    expect(r, 421, "4.7.0", "%s greeting over the limit" % kind)
-    assert c.closed(3), "open after 421"
+    """Over the limit: refused at accept (SPEC section 5), 421 4.7.0 and
+    close on a starttls listener, closed before any TLS byte on a tls
+    listener, and the refusal logged."""
+    n = d.log().count("refused: Too many sessions")
+    refused_at_accept(d, kind)
+    d.wait_log(r"connection from 127\.0\.0\.1 on .* refused: Too many "
+               r"sessions")
+    assert d.log().count("refused: Too many sessions") == n + 1, \
+        "%s: refusal not logged once" % kind
 
 
 def greeted_again(d, kind="starttls"):

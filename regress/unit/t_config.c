@@ -173,7 +173,10 @@ t_minimal_defaults(void)
 	(void)gethostname(host, sizeof(host) - 1);
 	ok(streq(conf.hostname, host), "default hostname is gethostname()");
 	ok(streq(conf.tls_protocols, "secure") &&
-	    streq(conf.tls_ciphers, "secure"), "default tls secure/secure");
+	    streq(conf.tls_ciphers, TLS_CIPHERS_DEFAULT) &&
+	    strstr(conf.tls_ciphers, "CBC") == NULL &&
+	    strstr(conf.tls_ciphers, "SHA:") == NULL,
+	    "default tls: protocols secure, ciphers AEAD only");
 	ok(streq(conf.auth_mechs, "PLAIN LOGIN") &&
 	    streq(conf.sasl_config, "/etc/smsubmit") &&
 	    conf.auth_max_failures == 3, "default auth settings");
@@ -188,6 +191,9 @@ t_minimal_defaults(void)
 	    conf.max_sessions_per_addr == 20, "default limits");
 	ok(conf.timeout_command == 300 && conf.timeout_data == 600,
 	    "default timeouts");
+	ok(conf.timeout_handshake == 30, "default timeout handshake 30s");
+	ok(conf.max_sessions_per_net == 100,
+	    "default sessions-per-network: five addresses' worth");
 	ok(streq(conf.user, "_smsubmit") && streq(conf.queue_user,
 	    "_smsubmitq"), "default users");
 	conf_free(&conf);
@@ -267,6 +273,8 @@ t_every_statement(void)
 	    "limit recipients 42\n"
 	    "limit sessions 77\n"
 	    "limit sessions-per-address 5\n"
+	    "limit sessions-per-network 12\n"
+	    "timeout handshake 7s\n"
 	    "timeout command 90s\n"
 	    "timeout data 2m\n"
 	    "user nobody1\n"
@@ -287,8 +295,10 @@ t_every_statement(void)
 	    "queue and queue lifetime");
 	ok(conf.max_message_size == 10 * 1024 * 1024 &&
 	    conf.max_recipients == 42 && conf.max_sessions == 77 &&
-	    conf.max_sessions_per_addr == 5, "limits");
+	    conf.max_sessions_per_addr == 5 && conf.max_sessions_per_net == 12,
+	    "limits");
 	ok(conf.timeout_command == 90 && conf.timeout_data == 120 &&
+	    conf.timeout_handshake == 7 &&
 	    streq(conf.user, "nobody1") && streq(conf.queue_user, "nobody2"),
 	    "timeouts and users");
 	conf_free(&conf);
