@@ -231,6 +231,7 @@ data_directory = {dir}/data
 mail_owner = postfix
 setgid_group = postdrop
 maillog_file = {dir}/maillog
+maillog_file_prefixes = {dir}
 myhostname = mx.test
 mydomain = test
 myorigin = $myhostname
@@ -251,7 +252,7 @@ smtpd_tls_security_level = may
 smtpd_sasl_auth_enable = yes
 smtpd_sasl_type = cyrus
 smtpd_sasl_path = smtpd
-cyrus_sasl_config_path = {dir}/sasl
+cyrus_sasl_config_path = {dir}/etc/sasl
 smtpd_sasl_local_domain = mx.test
 smtpd_relay_restrictions = permit_sasl_authenticated, reject
 smtpd_recipient_restrictions = permit_sasl_authenticated, reject
@@ -283,13 +284,15 @@ class Postfix:
         # smtpd reads the sasldb as the postfix user
         os.chown(os.path.join(self.dir, "sasldb"), pw.pw_uid, pw.pw_gid)
         os.chmod(os.path.join(self.dir, "sasldb"), 0o600)
-        os.mkdir(os.path.join(self.dir, "sasl"), 0o755)
-        with open(os.path.join(self.dir, "sasl", "smtpd.conf"), "w") as f:
+        self.etc = os.path.join(self.dir, "etc")
+        os.mkdir(self.etc, 0o755)
+        # Debian's smtpd reads $config_directory/sasl/smtpd.conf whatever
+        # cyrus_sasl_config_path says; main.cf names the same directory
+        os.mkdir(os.path.join(self.etc, "sasl"), 0o755)
+        with open(os.path.join(self.etc, "sasl", "smtpd.conf"), "w") as f:
             f.write("pwcheck_method: auxprop\nauxprop_plugin: sasldb\n"
                     "sasldb_path: %s/sasldb\nmech_list: PLAIN LOGIN\n"
                     % self.dir)
-        self.etc = os.path.join(self.dir, "etc")
-        os.mkdir(self.etc, 0o755)
         self.port = harness.free_port()
         sub = harness.free_port()
         with open(os.path.join(self.etc, "main.cf"), "w") as f:
@@ -298,6 +301,10 @@ class Postfix:
         with open(os.path.join(self.etc, "master.cf"), "w") as f:
             f.write(POSTFIX_MASTER.format(tls=self.port, sub=sub))
         self.cafile = os.path.join(self.dir, "cert.pem")
+        # `postfix check` makes what is inside these
+        os.mkdir(os.path.join(self.dir, "spool"), 0o755)
+        os.mkdir(os.path.join(self.dir, "data"), 0o700)
+        os.chown(os.path.join(self.dir, "data"), pw.pw_uid, pw.pw_gid)
         self.postfix("check")
         self.postfix("start")
         deadline = time.monotonic() + 20
@@ -315,11 +322,14 @@ class Postfix:
             self.master = int(f.read().split()[0])
 
     def postfix(self, what):
-        p = subprocess.run(["postfix", "-c", self.etc, what],
-                           capture_output=True, timeout=60)
+        # before its log is set up, postfix says why it stops on
+        # stderr only if that is a terminal: give it one (script)
+        p = subprocess.run(["script", "-qec", "postfix -c %s %s" % (
+            self.etc, what), "/dev/null"], capture_output=True,
+            stdin=subprocess.DEVNULL, timeout=60)
         if p.returncode != 0:
             raise RuntimeError("postfix %s: %s %s" % (
-                what, p.stderr.decode(errors="replace"), self.log_tail()))
+                what, p.stdout.decode(errors="replace"), self.log_tail()))
 
     def log_tail(self, n=15):
         try:
@@ -462,7 +472,11 @@ def table(names, runs):
                 " %12s" % fmt(f, v) for v in vals)
             if len(names) == 2:
                 a, b = vals
-                ratio = a / b if a is not None and b else None
+                # no ratio of figures too small to be shown
+                ratio = None
+                if a is not None and b is not None and \
+                        float(f % a) and float(f % b):
+                    ratio = a / b
                 line += " %8s  %s" % (fmt("%.2f", ratio), better)
             lines.append(line)
     for row in [s[0] for s in SCENARIOS]:
