@@ -20,9 +20,11 @@ until the sink has every accepted message); memory per idle session (the
 growth of the server's summed RSS, and PSS, divided by the sessions).
 
     python3 regress/bench/bench.py [--peer postfix] [--time S] [--idle N]
+        [--only ROW,...]
 
-BENCHTIME (seconds of load per scenario, 5 by default), BENCHIDLE and
-PEER=postfix come from the environment too.  With a peer the same load runs
+BENCHTIME (seconds of load per scenario, 5 by default), BENCHIDLE,
+BENCHONLY (rows to run, e.g. c1,idle) and PEER=postfix come from the
+environment too.  With a peer the same load runs
 against Debian's Postfix set up in a temporary directory as a submission
 server (implicit TLS, Cyrus SASL sasldb, relaying to the same kind of sink)
 and each figure gets a ratio smsubmit / peer.  Nothing here asserts
@@ -428,7 +430,7 @@ def idle(server, n):
     }
 
 
-def bench(kind, seconds, nidle):
+def bench(kind, seconds, nidle, only):
     directory = tempfile.mkdtemp(prefix="smsubmit-bench-")
     sink = Sink(directory)
     server = None
@@ -438,12 +440,15 @@ def bench(kind, seconds, nidle):
         log("%s: warming up" % server.name)
         scenario(server, sink, 2, 2, 10240, min(1.0, seconds))
         for name, clients, per, size in SCENARIOS:
+            if only and name not in only:
+                continue
             log("%s: %s (%d clients, %d per session, %d octets, %gs)" % (
                 server.name, name, clients, per, size, seconds))
             results[name] = scenario(server, sink, clients, per, size,
                                      seconds)
-        log("%s: idle (%d sessions)" % (server.name, nidle))
-        results["idle"] = idle(server, nidle)
+        if not only or "idle" in only:
+            log("%s: idle (%d sessions)" % (server.name, nidle))
+            results["idle"] = idle(server, nidle)
     finally:
         if server:
             server.stop()
@@ -456,7 +461,7 @@ def fmt(f, v):
     return "-" if v is None else f % v
 
 
-def table(names, runs):
+def table(names, runs, only):
     """One line per scenario and figure: each server's value, and
     the ratio of the first to the second."""
     head = "%-6s %-16s" % ("row", "figure") + "".join(
@@ -465,6 +470,7 @@ def table(names, runs):
         head += " %8s  better" % ("ratio")
     lines = [head]
     rows = [(s[0], FIGURES) for s in SCENARIOS] + [("idle", IDLE_FIGURES)]
+    rows = [r for r in rows if not only or r[0] in only]
     for row, figures in rows:
         for fig, f, better in figures:
             vals = [r[row].get(fig) for r in runs]
@@ -479,14 +485,15 @@ def table(names, runs):
                     ratio = a / b
                 line += " %8s  %s" % (fmt("%.2f", ratio), better)
             lines.append(line)
-    for row in [s[0] for s in SCENARIOS]:
+    for row in [s[0] for s in SCENARIOS if s[0] in runs[0]]:
         for n, r in zip(names, runs):
             if r[row]["errors"]:
                 lines.append("# %s %s: %d errors" % (n, row,
                                                      r[row]["errors"]))
     for n, r in zip(names, runs):
-        lines.append("# %s idle: %d sessions held" % (
-            n, r["idle"]["sessions"]))
+        if "idle" in r:
+            lines.append("# %s idle: %d sessions held" % (
+                n, r["idle"]["sessions"]))
     return "\n".join(lines)
 
 
@@ -498,7 +505,13 @@ def main():
                     default=float(os.environ.get("BENCHTIME") or 5))
     ap.add_argument("--idle", type=int,
                     default=int(os.environ.get("BENCHIDLE") or 1000))
+    ap.add_argument("--only", default=os.environ.get("BENCHONLY") or "",
+                    help="rows to run, e.g. c1,idle")
     a = ap.parse_args()
+    only = [x for x in a.only.split(",") if x]
+    for x in only:
+        if x not in [s[0] for s in SCENARIOS] + ["idle"]:
+            ap.error("no row %r" % x)
     # every idle session is a descriptor in the daemon (which inherits
     # this limit) and in the generator
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -509,15 +522,15 @@ def main():
         log("load average before: %s" % " ".join(f.read().split()[:3]))
     names, runs = ["smsubmit"], []
     try:
-        runs.append(bench(Ours, a.time, a.idle))
+        runs.append(bench(Ours, a.time, a.idle, only))
         if a.peer == "postfix":
             names.append("postfix")
-            runs.append(bench(Postfix, a.time, a.idle))
+            runs.append(bench(Postfix, a.time, a.idle, only))
     finally:
         harness.cleanup_credentials()
     with open("/proc/loadavg") as f:
         log("load average after: %s" % " ".join(f.read().split()[:3]))
-    print(table(names, runs))
+    print(table(names, runs, only))
     return 0
 
 
