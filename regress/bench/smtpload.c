@@ -13,6 +13,10 @@
  * octets, elapsed seconds, errors, and p50/p99 of the latency of the
  * final 250 (from the end-of-data dot to the reply) in milliseconds.
  *
+ * -v adds, on standard error, the mean and maximum time of each step of
+ * a session (connect, handshake, greeting, EHLO, AUTH, MAIL, RCPT, DATA
+ * with the body, the dot, QUIT).
+ *
  * With -i it opens that many authenticated sessions and keeps them idle,
  * prints "ready N" once they are all open, and closes them when its
  * standard input reaches end of file.
@@ -44,6 +48,12 @@
 
 #define LINE_MAX_	4096
 
+/* -v: where a session's time goes */
+enum phase { P_CONNECT, P_HANDSHAKE, P_GREETING, P_EHLO, P_AUTH, P_MAIL,
+	P_RCPT, P_DATA, P_DOT, P_QUIT, P_N };
+static const char *phase_name[P_N] = { "connect", "handshake", "greeting",
+	"ehlo", "auth", "mail", "rcpt", "data", "dot", "quit" };
+
 static struct {
 	const char		*host;
 	int			 port;
@@ -55,6 +65,7 @@ static struct {
 	size_t			 size;
 	double			 seconds;
 	int			 idle;
+	int			 verbose;
 	struct tls_config	*tlsconf;
 	double			 deadline;
 	char			*body;	/* the message, stuffed, no final dot */
@@ -81,6 +92,10 @@ struct client {
 	int		*heldfd;
 	int		 nheld;
 	int		 want;		/* -i: how many to hold */
+	double		 t;		/* -v: when the phase began */
+	double		 phase[P_N];	/* -v: seconds spent in each */
+	uint64_t	 nphase[P_N];
+	double		 maxphase[P_N];
 };
 
 static double
@@ -90,6 +105,18 @@ now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void
+mark(struct client *c, enum phase p)
+{
+	double	 t = now(), d = t - c->t;
+
+	c->phase[p] += d;
+	c->nphase[p]++;
+	if (d > c->maxphase[p])
+		c->maxphase[p] = d;
+	c->t = t;
 }
 
 static void
@@ -215,10 +242,12 @@ open_session(struct client *c)
 		return -1;
 	}
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	c->t = now();
 	if (connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)) == -1) {
 		fail(c, "connect: %s", strerror(errno));
 		goto bad;
 	}
+	mark(c, P_CONNECT);
 	if ((c->tls = tls_client()) == NULL ||
 	    tls_configure(c->tls, g.tlsconf) == -1 ||
 	    tls_connect_socket(c->tls, c->fd, g.servername) == -1 ||
@@ -226,10 +255,16 @@ open_session(struct client *c)
 		fail(c, "TLS: %s", c->tls ? tls_error(c->tls) : "tls_client");
 		goto bad;
 	}
-	if (reply(c) != 220 ||
-	    cmd(c, "EHLO load.test\r\n", 250) == -1 ||
-	    cmd(c, g.auth, 235) == -1)
+	mark(c, P_HANDSHAKE);
+	if (reply(c) != 220)
 		goto bad;
+	mark(c, P_GREETING);
+	if (cmd(c, "EHLO load.test\r\n", 250) == -1)
+		goto bad;
+	mark(c, P_EHLO);
+	if (cmd(c, g.auth, 235) == -1)
+		goto bad;
+	mark(c, P_AUTH);
 	c->sessions++;
 	return 0;
  bad:
@@ -243,15 +278,22 @@ send_message(struct client *c)
 	double	 t0;
 	uint32_t us;
 
-	if (cmd(c, "MAIL FROM:<alice@example.org>\r\n", 250) == -1 ||
-	    cmd(c, "RCPT TO:<bob@example.org>\r\n", 250) == -1 ||
-	    cmd(c, "DATA\r\n", 354) == -1 ||
+	c->t = now();
+	if (cmd(c, "MAIL FROM:<alice@example.org>\r\n", 250) == -1)
+		return -1;
+	mark(c, P_MAIL);
+	if (cmd(c, "RCPT TO:<bob@example.org>\r\n", 250) == -1)
+		return -1;
+	mark(c, P_RCPT);
+	if (cmd(c, "DATA\r\n", 354) == -1 ||
 	    send_all(c, g.body, g.bodylen) == -1)
 		return -1;
-	t0 = now();
+	mark(c, P_DATA);
+	t0 = c->t;
 	if (cmd(c, ".\r\n", 250) == -1)
 		return -1;
-	us = (now() - t0) * 1e6;
+	mark(c, P_DOT);
+	us = (c->t - t0) * 1e6;
 	if (c->nlat == c->maxlat) {
 		c->maxlat = c->maxlat ? c->maxlat * 2 : 1024;
 		c->lat = reallocarray(c->lat, c->maxlat, sizeof(*c->lat));
@@ -278,8 +320,11 @@ load(void *arg)
 		for (i = 0; i < g.per_session && now() < g.deadline; i++)
 			if (send_message(c) == -1)
 				break;
-		if (i == g.per_session || now() >= g.deadline)
-			cmd(c, "QUIT\r\n", 221);
+		if (i == g.per_session || now() >= g.deadline) {
+			c->t = now();
+			if (cmd(c, "QUIT\r\n", 221) == 0)
+				mark(c, P_QUIT);
+		}
 		hangup(c);
 	}
 	return NULL;
@@ -356,7 +401,7 @@ usage(void)
 	fprintf(stderr, "usage: smtpload -p port -C cafile [-H host] "
 	    "[-n servername] [-u user] [-w password]\n"
 	    "\t[-c clients] [-m per-session] [-s size] [-t seconds] "
-	    "[-i idle-sessions]\n");
+	    "[-i idle-sessions] [-v]\n");
 	exit(1);
 }
 
@@ -381,7 +426,7 @@ main(int argc, char *argv[])
 	g.per_session = 1;
 	g.size = 10240;
 	g.seconds = 5;
-	while ((ch = getopt(argc, argv, "C:c:H:i:m:n:p:s:t:u:w:")) != -1) {
+	while ((ch = getopt(argc, argv, "C:c:H:i:m:n:p:s:t:u:vw:")) != -1) {
 		switch (ch) {
 		case 'C':
 			ca = optarg;
@@ -412,6 +457,9 @@ main(int argc, char *argv[])
 			break;
 		case 'u':
 			g.user = optarg;
+			break;
+		case 'v':
+			g.verbose = 1;
 			break;
 		case 'w':
 			g.password = optarg;
@@ -524,6 +572,20 @@ main(int argc, char *argv[])
 		nlat += cl[i].nlat;
 	}
 	qsort(lat, nlat, sizeof(*lat), cmp32);
+	for (j = 0; g.verbose && j < P_N; j++) {
+		double		 sum = 0, max = 0;
+		uint64_t	 cnt = 0;
+
+		for (i = 0; i < g.clients; i++) {
+			sum += cl[i].phase[j];
+			cnt += cl[i].nphase[j];
+			if (cl[i].maxphase[j] > max)
+				max = cl[i].maxphase[j];
+		}
+		fprintf(stderr, "%-10s n=%llu mean=%.2fms max=%.2fms\n",
+		    phase_name[j], (unsigned long long)cnt,
+		    cnt ? sum * 1000 / cnt : 0.0, max * 1000);
+	}
 	printf("sessions=%llu messages=%llu octets=%llu elapsed=%.3f "
 	    "errors=%llu p50_ms=%.2f p99_ms=%.2f\n",
 	    (unsigned long long)sessions, (unsigned long long)messages,
