@@ -93,7 +93,7 @@ regress/bench/sink: regress/bench/sink.c
 # BENCHTIME seconds of load per scenario; PEER=postfix runs Postfix too
 bench: all $(BENCHBIN)
 	PEER="$(PEER)" BENCHTIME="$(BENCHTIME)" BENCHIDLE="$(BENCHIDLE)" \
-	    BENCHONLY="$(BENCHONLY)" \
+	    BENCHONLY="$(BENCHONLY)" BENCHREPEAT="$(BENCHREPEAT)" \
 	    python3 regress/bench/bench.py
 
 # libFuzzer harnesses (clang); FUZZTIME seconds each

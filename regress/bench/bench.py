@@ -20,11 +20,12 @@ until the sink has every accepted message); memory per idle session (the
 growth of the server's summed RSS, and PSS, divided by the sessions).
 
     python3 regress/bench/bench.py [--peer postfix] [--time S] [--idle N]
-        [--only ROW,...]
+        [--only ROW,...] [--repeat N]
 
 BENCHTIME (seconds of load per scenario, 5 by default), BENCHIDLE,
-BENCHONLY (rows to run, e.g. c1,idle) and PEER=postfix come from the
-environment too.  With a peer the same load runs
+BENCHONLY (rows to run, e.g. c1,idle), BENCHREPEAT (runs of each server,
+taking turns; the table then has the medians) and PEER=postfix come from
+the environment too.  With a peer the same load runs
 against Debian's Postfix set up in a temporary directory as a submission
 server (implicit TLS, Cyrus SASL sasldb, relaying to the same kind of sink)
 and each figure gets a ratio smsubmit / peer.  Nothing here asserts
@@ -40,6 +41,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -457,6 +459,23 @@ def bench(kind, seconds, nidle, only):
     return results
 
 
+def median(runs):
+    """One server's results, each figure the median over the runs
+    (errors summed, sessions held the fewest)."""
+    out = {}
+    for row in runs[0]:
+        out[row] = {}
+        for fig in runs[0][row]:
+            vals = sorted(r[row][fig] for r in runs)
+            if fig == "errors":
+                out[row][fig] = sum(vals)
+            elif fig == "sessions":
+                out[row][fig] = vals[0]
+            else:
+                out[row][fig] = statistics.median(vals)
+    return out
+
+
 def fmt(f, v):
     return "-" if v is None else f % v
 
@@ -483,7 +502,7 @@ def table(names, runs, only):
                 if a is not None and b is not None and \
                         float(f % a) and float(f % b):
                     ratio = a / b
-                line += " %8s  %s" % (fmt("%.2f", ratio), better)
+                line += " %8s  %s" % (fmt("%.3g", ratio), better)
             lines.append(line)
     for row in [s[0] for s in SCENARIOS if s[0] in runs[0]]:
         for n, r in zip(names, runs):
@@ -507,6 +526,9 @@ def main():
                     default=int(os.environ.get("BENCHIDLE") or 1000))
     ap.add_argument("--only", default=os.environ.get("BENCHONLY") or "",
                     help="rows to run, e.g. c1,idle")
+    ap.add_argument("--repeat", type=int,
+                    default=int(os.environ.get("BENCHREPEAT") or 1),
+                    help="runs of each server; the table has the medians")
     a = ap.parse_args()
     only = [x for x in a.only.split(",") if x]
     for x in only:
@@ -520,17 +542,24 @@ def main():
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     with open("/proc/loadavg") as f:
         log("load average before: %s" % " ".join(f.read().split()[:3]))
-    names, runs = ["smsubmit"], []
+    kinds = [Ours] + ([Postfix] if a.peer == "postfix" else [])
+    names = [k.name for k in kinds]
+    reps = []
     try:
-        runs.append(bench(Ours, a.time, a.idle, only))
-        if a.peer == "postfix":
-            names.append("postfix")
-            runs.append(bench(Postfix, a.time, a.idle, only))
+        for i in range(a.repeat):
+            # the servers take turns, so a busy minute hurts both
+            reps.append([bench(k, a.time, a.idle, only) for k in kinds])
+            if a.repeat > 1:
+                log(("run %d of %d:\n%s" % (i + 1, a.repeat, table(
+                    names, reps[-1], only))).replace("\n", "\n# "))
     finally:
         harness.cleanup_credentials()
     with open("/proc/loadavg") as f:
         log("load average after: %s" % " ".join(f.read().split()[:3]))
-    print(table(names, runs, only))
+    if a.repeat > 1:
+        print("# medians of %d runs" % a.repeat)
+    print(table(names, [median([r[i] for r in reps])
+                        for i in range(len(kinds))], only))
     return 0
 
 
