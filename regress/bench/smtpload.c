@@ -555,7 +555,7 @@ main(int argc, char *argv[])
 		if (g.firsterr[0])
 			fprintf(stderr, "smtpload: first error: %s\n",
 			    g.firsterr);
-		return 0;
+		goto done;
 	}
 
 	for (i = 0; i < g.clients; i++)
@@ -593,5 +593,16 @@ main(int argc, char *argv[])
 	    percentile(lat, nlat, 0.50), percentile(lat, nlat, 0.99));
 	if (g.firsterr[0])
 		fprintf(stderr, "smtpload: first error: %s\n", g.firsterr);
+	free(lat);
+ done:
+	/* all of it, so a sanitizer build has no leak to report */
+	for (i = 0; i < g.clients; i++) {
+		free(cl[i].lat);
+		free(cl[i].held);
+		free(cl[i].heldfd);
+	}
+	free(cl);
+	free(g.body);
+	tls_config_free(g.tlsconf);
 	return 0;
 }
