@@ -81,8 +81,23 @@ regress/unit/%: regress/unit/%.c regress/unit/tap.h $(COMMON) $(UNIT_OBJ) \
 
 unit: $(UNIT)
 
-regress: all unit smtpd/smsubmit-regress
+regress: all unit smtpd/smsubmit-regress $(BENCHBIN)
 	python3 regress/run.py
+
+# load generator and discarding relay host of `make bench`
+BENCHBIN = regress/bench/smtpload regress/bench/sink
+
+regress/bench/smtpload: regress/bench/smtpload.c
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS) -pthread
+
+regress/bench/sink: regress/bench/sink.c
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS) -pthread
+
+# BENCHTIME seconds of load per scenario; PEER=postfix runs Postfix too
+bench: all $(BENCHBIN)
+	PEER="$(PEER)" BENCHTIME="$(BENCHTIME)" BENCHIDLE="$(BENCHIDLE)" \
+	    BENCHONLY="$(BENCHONLY)" BENCHREPEAT="$(BENCHREPEAT)" \
+	    python3 regress/bench/bench.py
 
 # libFuzzer harnesses (clang); FUZZTIME seconds each
 fuzz:
@@ -112,6 +127,7 @@ install: all
 	fi
 
 clean:
-	rm -f smtpd/smsubmit smtpd/smsubmit-regress smtpd/*.o .build-* common/*.o smtpd/parse.c $(UNIT)
+	rm -f smtpd/smsubmit smtpd/smsubmit-regress smtpd/*.o .build-* common/*.o smtpd/parse.c $(UNIT) \
+	    $(BENCHBIN)
 
-.PHONY: all unit regress run install clean fuzz
+.PHONY: all unit regress run install clean fuzz bench

@@ -187,6 +187,7 @@ class Smsubmit:
         self.root = os.geteuid() == 0 and not self.run_as
         self.proc = None
         self.preexec = None  # run in the daemon's process before exec
+        self.verbose = True  # -v: debug logging (make bench turns it off)
         self.pids = {}  # children seen, for cleanup after a crash
         self.final_log = None
         self.logf = None
@@ -331,7 +332,8 @@ class Smsubmit:
         self._log_start = len(self.log())
         self.logf.write(b"--- harness: starting smsubmit\n")
         self.logf.flush()
-        argv = [SMSUBMIT, "-d", "-v", "-f", self.conf_path]
+        argv = [SMSUBMIT, "-d"] + (["-v"] if self.verbose else []) + \
+            ["-f", self.conf_path]
         if self.run_as:
             argv = ["setpriv", "--reuid", self.run_as, "--regid",
                     str(pwd.getpwnam(self.run_as).pw_gid), "--clear-groups",
