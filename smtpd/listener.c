@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "proxy.h"
 #include "smsubmit.h"
 
 #define READ_CHUNK	16384
@@ -107,6 +108,10 @@ static struct {
 static void	io_cb(int, short, void *);
 static void	session_free(struct session *);
 static void	accept_resume(void);
+static int	proxy_input(struct session *);
+static int	proxy_trusted(const struct listen_conf *,
+		    const struct sockaddr_storage *);
+static int	session_begin(struct session *, const char *);
 
 static int
 session_cmp(struct session *a, struct session *b)
@@ -267,7 +272,9 @@ io_arm(struct session *s)
 
 	if (buf_used(&s->out) > 0)
 		ev |= s->wwant ? s->wwant : EV_WRITE;
-	if (s->state == S_HANDSHAKE ||
+	if (s->flags & SF_PROXYHDR)
+		ev |= EV_READ;
+	else if (s->state == S_HANDSHAKE ||
 	    ((s->flags & SF_STARTTLS) && s->tls != NULL))
 		ev |= s->rwant ? s->rwant : EV_READ;
 	else if (wants_input(s))
@@ -317,6 +324,12 @@ io_cb(int fd, short ev, void *arg)
 	int		 r;
 
 	if (ev & EV_TIMEOUT) {
+		if (s->flags & SF_PROXYHDR) {
+			log_info("connection from proxy %s on %s: no PROXY "
+			    "header in time", s->client, s->lc->name);
+			session_free(s);
+			return;
+		}
 		if (s->state == S_HANDSHAKE || s->flags & SF_STARTTLS ||
 		    s->state == S_QUIT) {
 			/* nothing to say, or the client does not read it */
@@ -332,6 +345,15 @@ io_cb(int fd, short ev, void *arg)
 	}
 	s->rwant = s->wwant = 0;
 	for (;;) {
+		if (s->flags & SF_PROXYHDR) {
+			if ((r = proxy_input(s)) == -1) {
+				session_free(s);
+				return;
+			}
+			if (r == 0)
+				break;
+			continue;
+		}
 		if (s->state == S_HANDSHAKE ||
 		    ((s->flags & SF_STARTTLS) && s->tls != NULL)) {
 			if ((r = handshake(s)) == -1) {
@@ -531,10 +553,14 @@ session_free(struct session *s)
 	if (s->auth_timer != NULL)
 		event_free(s->auth_timer);
 	free(s->senders);
-	log_info("session %08x disconnect", s->id);
+	if (!(s->flags & SF_PROXYHDR))
+		log_info("session %08x disconnect", s->id);
 	SPLAY_REMOVE(sessiontree, &sessions, s);
-	addr_count(s->client, -1);
-	addr_count(s->net, -1);
+	if (s->flags & SF_COUNTED) {
+		addr_count(s->client, -1);
+		addr_count(s->net, -1);
+	}
+	free(s->proxybuf);
 	event_free(s->ev);
 	if (s->tls != NULL) {
 		tls_close(s->tls);
@@ -685,14 +711,17 @@ refuse(int fd, struct listen_conf *lc, const char *client, const char *enh,
 		refused.unlogged++;
 }
 
-/* Why a new connection may not have a session, or NULL. */
+/*
+ * Why a new connection may not have a session, or NULL; with global, the
+ * limit on all sessions too (a session behind a proxy counts already).
+ */
 static const char *
-over_limit(const char *client, const char *net)
+over_limit(const char *client, const char *net, int global)
 {
 	struct smsubmit_conf	*conf = env.conf;
 	struct addrcount	 key, *a;
 
-	if (env.nsessions >= conf->max_sessions)
+	if (global && env.nsessions >= conf->max_sessions)
 		return "Too many sessions";
 	strlcpy(key.addr, client, sizeof(key.addr));
 	if ((a = SPLAY_FIND(addrtree, &addrs, &key)) != NULL) {
@@ -754,7 +783,14 @@ accept_one(struct listen_conf *lc)
 		close(cfd);
 		return 1;
 	}
-	if ((why = over_limit(client, net)) != NULL) {
+	if (lc->nproxy > 0) {
+		/* the client is in the header; only the balancer may talk */
+		why = !proxy_trusted(lc, &ss) ? "Not a trusted proxy" :
+		    env.nsessions >= env.conf->max_sessions ?
+		    "Too many sessions" : NULL;
+	} else
+		why = over_limit(client, net, 1);
+	if (why != NULL) {
 		refuse(cfd, lc, client, "4.7.0", why);
 		return 1;
 	}
@@ -780,17 +816,7 @@ accept_one(struct listen_conf *lc)
 		strlcat(s->local, ";", sizeof(s->local));
 		strlcat(s->local, port, sizeof(s->local));
 	}
-	if ((s->ev = event_new(env.base, cfd, EV_READ, io_cb, s)) == NULL ||
-	    addr_count(s->client, 1) == -1) {
-		if (s->ev != NULL)
-			event_free(s->ev);
-		free(s);
-		refuse(cfd, lc, client, "4.3.0", "Out of memory");
-		return 1;
-	}
-	if (addr_count(s->net, 1) == -1) {
-		addr_count(s->client, -1);
-		event_free(s->ev);
+	if ((s->ev = event_new(env.base, cfd, EV_READ, io_cb, s)) == NULL) {
 		free(s);
 		refuse(cfd, lc, client, "4.3.0", "Out of memory");
 		return 1;
@@ -800,21 +826,164 @@ accept_one(struct listen_conf *lc)
 	/* the handshake and the first command, however slow the client */
 	s->deadline = time(NULL) + MINIMUM(env.conf->timeout_handshake,
 	    env.conf->timeout_command);
-	log_info("session %08x connect from %s on %s", s->id, s->client,
-	    lc->name);
+	if (lc->nproxy > 0) {
+		s->flags |= SF_PROXYHDR;
+		log_debug("connection from proxy %s on %s", client, lc->name);
+		pump(s);
+		return 1;
+	}
+	if (session_begin(s, NULL) == -1)
+		session_free(s);
+	else
+		pump(s);
+	return 1;
+}
 
-	if (lc->flags & LISTEN_TLS) {
+/*
+ * Count a session against its address and network, say it connected,
+ * and start TLS or greet; 0, or -1 if it is to be closed (said already).
+ */
+static int
+session_begin(struct session *s, const char *proxy)
+{
+	const char	*why;
+
+	if (proxy != NULL &&
+	    (why = over_limit(s->client, s->net, 0)) != NULL) {
+		log_info("session %08x from %s via proxy %s refused: %s",
+		    s->id, s->client, proxy, why);
+		if (s->lc->flags & LISTEN_STARTTLS) {
+			/* best effort, as refuse() */
+			buf_printf(&s->out, "421 4.7.0 %s %s, try later\r\n",
+			    env.conf->hostname, why);
+			(void)io_write(s);
+		}
+		return -1;
+	}
+	if (addr_count(s->client, 1) == -1)
+		return -1;
+	if (addr_count(s->net, 1) == -1) {
+		addr_count(s->client, -1);
+		return -1;
+	}
+	s->flags |= SF_COUNTED;
+	if (proxy != NULL)
+		log_info("session %08x connect from %s via proxy %s on %s",
+		    s->id, s->client, proxy, s->lc->name);
+	else
+		log_info("session %08x connect from %s on %s", s->id,
+		    s->client, s->lc->name);
+
+	if (s->lc->flags & LISTEN_TLS) {
 		s->state = S_HANDSHAKE;
-		if (tls_accept_socket(env.tls, &s->tls, cfd) == -1) {
+		if (tls_accept_socket(env.tls, &s->tls, s->fd) == -1) {
 			log_warnx("session %08x tls_accept_socket: %s", s->id,
 			    tls_error(env.tls));
-			session_free(s);
-			return 1;
+			return -1;
 		}
 	} else
 		session_start(s);
-	pump(s);
-	return 1;
+	return 0;
+}
+
+/* Is the connection's peer one of the listener's trusted balancers? */
+static int
+proxy_trusted(const struct listen_conf *lc, const struct sockaddr_storage *ss)
+{
+	const struct sockaddr_in	*sin = (const struct sockaddr_in *)ss;
+	const struct sockaddr_in6	*sin6 = (const struct sockaddr_in6 *)ss;
+	const struct proxy_net		*pn;
+	uint8_t				 a[16];
+	int				 family, i, b;
+
+	if (ss->ss_family == AF_INET) {
+		family = AF_INET;
+		memcpy(a, &sin->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6 &&
+	    IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+		family = AF_INET;
+		memcpy(a, &sin6->sin6_addr.s6_addr[12], 4);
+	} else if (ss->ss_family == AF_INET6) {
+		family = AF_INET6;
+		memcpy(a, &sin6->sin6_addr, 16);
+	} else
+		return 0;
+	for (i = 0; i < lc->nproxy; i++) {
+		pn = &lc->proxy[i];
+		if (pn->family != family)
+			continue;
+		for (b = 0; b < pn->bits; b++)
+			if ((a[b / 8] ^ pn->addr[b / 8]) & (0x80 >> (b % 8)))
+				break;
+		if (b == pn->bits)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Read the PROXY header of a connection on a proxy listener, never a
+ * byte past it (what follows is the client's, for TLS or SMTP): a v1
+ * line a byte at a time, a v2 header by its fixed part then its stated
+ * length.  1 when it is read and the session begun, 0 for more to come,
+ * -1 to close.
+ */
+static int
+proxy_input(struct session *s)
+{
+	struct proxy_hdr	 h;
+	char			 proxy[NI_MAXHOST];
+	size_t			 want;
+	ssize_t			 n;
+	int			 r;
+
+	if (s->proxybuf == NULL &&
+	    (s->proxybuf = malloc(PROXY_HDR_MAX)) == NULL)
+		return -1;
+	for (;;) {
+		if (s->proxylen == 0 || s->proxybuf[0] == 'P')
+			want = 1;
+		else if (s->proxylen < 16)
+			want = 16 - s->proxylen;
+		else {
+			want = 16 + (s->proxybuf[14] << 8 | s->proxybuf[15]);
+			if (want > PROXY_HDR_MAX || want <= s->proxylen)
+				goto bad;
+			want -= s->proxylen;
+		}
+		if (s->proxylen + want > PROXY_HDR_MAX)
+			goto bad;
+		n = read(s->fd, s->proxybuf + s->proxylen, want);
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (n <= 0) {
+			log_info("connection from proxy %s on %s closed before "
+			    "its PROXY header", s->client, s->lc->name);
+			return -1;
+		}
+		s->proxylen += n;
+		if ((r = proxy_parse(s->proxybuf, s->proxylen, &h)) == -1)
+			goto bad;
+		if (r > 0)
+			break;
+	}
+	free(s->proxybuf);
+	s->proxybuf = NULL;
+	s->flags &= ~SF_PROXYHDR;
+	strlcpy(proxy, s->client, sizeof(proxy));
+	/* LOCAL (v2) or UNKNOWN (v1): the balancer itself, a health check */
+	if (!h.local) {
+		if (getnameinfo((struct sockaddr *)&h.src, h.srclen,
+		    s->client, sizeof(s->client), NULL, 0,
+		    NI_NUMERICHOST) != 0)
+			goto bad;
+		network_of(&h.src, s->net, sizeof(s->net));
+	}
+	return session_begin(s, proxy) == -1 ? -1 : 1;
+ bad:
+	log_info("connection from proxy %s on %s: not a valid PROXY header",
+	    s->client, s->lc->name);
+	return -1;
 }
 
 static void

@@ -77,6 +77,8 @@ static struct {
 	/* listen on: options seen so far */
 	int			 lport;
 	int			 lflags;
+	struct proxy_net	 lproxy[PROXY_FROM_MAX];
+	int			 nlproxy;
 	/* auth mechanisms: the list being built */
 	char			 mechs[AUTH_MECHS_MAX];
 } in;
@@ -99,6 +101,7 @@ static int	 check_hostname(const char *);
 static int	 check_user(const char *, const char *);
 static int	 mechs_add(const char *);
 static int	 listen_add(const char *, int, int);
+static int	 proxy_net_add(const char *);
 static int	 relay_set(const char *, int);
 static int	 keypair_add(const char *, const char *);
 static int	 symset(const char *, const char *, int);
@@ -123,7 +126,7 @@ typedef struct {
 %token	LISTEN MAXFAILURES MECHANISMS MESSAGESIZE ON PORT PROTOCOLS QUEUE
 %token	RECIPIENTS RELAY RETRY SASLCONFIG SESSIONS SESSIONSPERADDR
 %token	SESSIONSPERNET STARTTLS TIMEOUT
-%token	TLS TO USER WORKERS
+%token	TLS TO USER WORKERS PROXY FROM
 %token	ERROR
 %token	<v.string>	STRING
 %type	<v.string>	string
@@ -190,6 +193,7 @@ listen		: LISTEN ON string listenopts {
 listenopts	: /* empty */ {
 			in.lport = 0;
 			in.lflags = 0;
+			in.nlproxy = 0;
 		}
 		| listenopts listenopt
 		;
@@ -216,6 +220,17 @@ listenopt	: PORT port {
 				YYERROR;
 			}
 			in.lflags = LISTEN_STARTTLS;
+		}
+		| PROXY FROM proxynets
+		;
+
+proxynets	: proxynet
+		| proxynets proxynet
+		;
+
+proxynet	: string {
+			if (proxy_net_add($1) == -1)
+				YYERROR;
 		}
 		;
 
@@ -466,6 +481,7 @@ static const struct keyword {
 	{ "data",			DATA },
 	{ "delay",			DELAY },
 	{ "for",			FOR },
+	{ "from",			FROM },
 	{ "handshake",			HANDSHAKE },
 	{ "hostname",			HOSTNAME },
 	{ "key",			KEY },
@@ -478,6 +494,7 @@ static const struct keyword {
 	{ "on",				ON },
 	{ "port",			PORT },
 	{ "protocols",			PROTOCOLS },
+	{ "proxy",			PROXY },
 	{ "queue",			QUEUE },
 	{ "recipients",			RECIPIENTS },
 	{ "relay",			RELAY },
@@ -895,6 +912,8 @@ listen_one(const struct sockaddr *sa, socklen_t salen, int port, int flags)
 	memcpy(&lc->ss, sa, salen);
 	lc->sslen = salen;
 	lc->flags = flags;
+	memcpy(lc->proxy, in.lproxy, sizeof(lc->proxy));
+	lc->nproxy = in.nlproxy;
 	lc->fd = -1;
 	if (lc->ss.ss_family == AF_INET)
 		((struct sockaddr_in *)&lc->ss)->sin_port = htons(port);
@@ -914,6 +933,54 @@ listen_one(const struct sockaddr *sa, socklen_t salen, int port, int flags)
 	}
 	TAILQ_INSERT_TAIL(&in.conf->listeners, lc, entry);
 	return 0;
+}
+
+/*
+ * "proxy from ADDRESS[/BITS]": a balancer whose PROXY header is believed.
+ * A numeric address only: trust is not given to whatever a name resolves
+ * to at the time.
+ */
+static int
+proxy_net_add(const char *s)
+{
+	struct proxy_net	*pn;
+	char			 buf[INET6_ADDRSTRLEN + 8], *slash;
+	const char		*errstr;
+	int			 max, i;
+
+	if (in.nlproxy == PROXY_FROM_MAX) {
+		conf_err("proxy from: more than %d sources", PROXY_FROM_MAX);
+		return -1;
+	}
+	pn = &in.lproxy[in.nlproxy];
+	memset(pn, 0, sizeof(*pn));
+	if (strlcpy(buf, s, sizeof(buf)) >= sizeof(buf))
+		goto bad;
+	if ((slash = strchr(buf, '/')) != NULL)
+		*slash++ = '\0';
+	if (inet_pton(AF_INET, buf, pn->addr) == 1) {
+		pn->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, buf, pn->addr) == 1) {
+		pn->family = AF_INET6;
+		max = 128;
+	} else
+		goto bad;
+	pn->bits = max;
+	if (slash != NULL) {
+		pn->bits = strtonum(slash, 0, max, &errstr);
+		if (errstr != NULL)
+			goto bad;
+	}
+	/* the bits past the prefix must be zero: no ambiguous intent */
+	for (i = pn->bits; i < max; i++)
+		if (pn->addr[i / 8] & (0x80 >> (i % 8)))
+			goto bad;
+	in.nlproxy++;
+	return 0;
+ bad:
+	conf_err("proxy from: invalid address or network \"%s\"", s);
+	return -1;
 }
 
 /* "*" is both wildcard addresses; a name gives one listener per address. */

@@ -62,11 +62,23 @@ struct auth_worker;
 #define LISTEN_TLS		0x01	/* implicit TLS (RFC 8314) */
 #define LISTEN_STARTTLS		0x02	/* STARTTLS required (RFC 3207) */
 
+/* A network a PROXY header may come from ("listen on ... proxy from"). */
+#define PROXY_FROM_MAX		16
+struct proxy_net {
+	int			 family;	/* AF_INET or AF_INET6 */
+	uint8_t			 addr[16];
+	int			 bits;		/* prefix length */
+};
+
 struct listen_conf {
 	TAILQ_ENTRY(listen_conf) entry;
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen;
 	int			 flags;		/* LISTEN_TLS or LISTEN_STARTTLS */
+	/* behind a load balancer: every connection starts with a PROXY
+	   header, and only from these */
+	struct proxy_net	 proxy[PROXY_FROM_MAX];
+	int			 nproxy;
 	int			 fd;		/* bound by the parent */
 	char			 name[NI_MAXHOST + 16];	/* "addr port N" */
 	struct event		*ev;		/* the listener's, on fd */
@@ -313,6 +325,8 @@ enum session_state {
 #define SF_SMTPUTF8	0x0080
 #define SF_SKIPLINE	0x0100	/* discarding an overlong line */
 #define SF_DATAFULL	0x0200	/* message over the size limit */
+#define SF_PROXYHDR	0x0400	/* reading the PROXY header */
+#define SF_COUNTED	0x0800	/* in the per-address and network counts */
 
 struct session {
 	SPLAY_ENTRY(session)	 entry;
@@ -342,6 +356,8 @@ struct session {
 						   answered yet (session.c) */
 	int			 nunknown;
 	int			 nauthfail;
+	uint8_t			*proxybuf;	/* the PROXY header so far */
+	size_t			 proxylen;
 	char			 helo[256];	/* sanitised */
 	char			 user[256];	/* sanitised, once authed */
 	char			*senders;	/* it may use, "*": any */
