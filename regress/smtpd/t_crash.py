@@ -19,8 +19,8 @@ import ssl
 import threading
 import time
 
-from harness import USERS, Smsubmit, message, pid_alive, proc_title, \
-    strip_received, timeout
+from harness import USERS, Smsubmit, expect, message, pid_alive, \
+    proc_title, strip_received, stuff, timeout, unique, wait_for
 
 CHAOS = 35          # seconds of submitting and killing
 DRAIN = 30          # seconds for the queue to empty at the end
@@ -284,3 +284,59 @@ def t_crash_kill9_at_random():
         assert len(st.accepted) >= 100, "only %d messages accepted: the " \
             "test proved little" % len(st.accepted)
         assert sum(kills.values()) >= 8, kills
+
+
+@timeout(90)
+def t_refused_message_leaves_nothing_behind():
+    """SPEC section 6: a message that fails before its 250 leaves nothing
+    in the queue, seen while the daemon runs (the start-up sweep would
+    hide it): after a 552, a 554, a DATA timeout and a client that goes
+    away in the middle of DATA."""
+    with Smsubmit(conf={"timeout data": "3s",
+                        "limit message-size": "64K"}) as d:
+        def begin():
+            c = d.session()
+            expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0")
+            expect(c.cmd("RCPT TO:<bob@example.org>"), 250, "2.1.5")
+            expect(c.cmd("DATA"), 354)
+            # the message being received has its file in tmp/
+            wait_for(lambda: d.queue_files("tmp"), 5,
+                     "no file in tmp/ after DATA")
+            return c
+
+        def nothing_left(what):
+            wait_for(lambda: not (d.queue_files("tmp") or
+                                  d.queue_files("queue")), 10,
+                     lambda: "after %s, left in the queue: %s" % (
+                         what, d.queue_files("tmp") + d.queue_files("queue")))
+            assert d.healthy(), "the daemon went away after %s" % what
+
+        tags = [unique("left") for _ in range(4)]
+        # over the size limit: 552, the session goes on
+        c = begin()
+        c.send(stuff(message(tags[0], body=(b"z" * 76 + b"\r\n") * 1000)))
+        expect(c.reply(), 552, "5.3.4", "over the size limit")
+        nothing_left("552")
+        expect(c.cmd("NOOP"), 250, "2.0.0")
+        # a bare LF: 554, the session goes on
+        c2 = begin()
+        c2.send(b"Subject: " + tags[1].encode() + b"\r\n\r\nbare\nLF\r\n.\r\n")
+        expect(c2.reply(), 554, "5.6.0", "bare LF")
+        nothing_left("554")
+        expect(c2.cmd("NOOP"), 250, "2.0.0")
+        # DATA timeout: 421 4.4.2 and close
+        c3 = begin()
+        c3.send(b"Subject: " + tags[2].encode() + b"\r\n\r\nhalf")
+        expect(c3.reply(timeout=15), 421, "4.4.2", "DATA timeout")
+        assert c3.closed(3)
+        nothing_left("a DATA timeout")
+        # the client goes away in the middle of DATA
+        c4 = begin()
+        c4.send(b"Subject: " + tags[3].encode() + b"\r\n\r\nhalf a bo")
+        c4.close()
+        nothing_left("a client gone in DATA")
+        # and what comes next is queued and relayed as ever
+        qid = d.submit(message(unique("after")))
+        d.wait_message(qid)
+        for t in tags:
+            assert not d.find_messages(t), "%s was relayed" % t

@@ -239,11 +239,9 @@ def t_keyproc_key_not_matching_certificate_refuses_start():
             d.start_daemon(timeout=10)
         except RuntimeError:
             pass
-        deadline = time.monotonic() + 20
-        while d.alive():
-            assert time.monotonic() < deadline, "still running"
-            time.sleep(0.1)
+        status = d.wait_exit(20)
         assert d.proc.returncode == 1, d.proc.returncode
+        assert status == 1, status
         log = d.log()
         assert "the key does not match the certificate" in log, log
         assert "started" not in log, log
@@ -255,11 +253,10 @@ def t_keyproc_killed_stops_daemon():
     with Smsubmit(name="keyproc") as d:
         pid = d.children()["[crypto]"]
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while d.alive():
-            assert time.monotonic() < deadline, \
-                "daemon survived its key process"
-            time.sleep(0.1)
+        try:
+            d.wait_exit(10)
+        except AssertionError:
+            raise AssertionError("daemon survived its key process")
         assert d.proc.returncode == 1, d.proc.returncode
         assert re.search(r"crypto process killed by signal 9", d.log())
         d.kill_leftovers(wait=5)

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from harness import HOSTNAME, Closed, Smsubmit, expect, message, timeout, \
-    unique
+    unique, wait_for
 
 KINDS = ("tls", "starttls")
 
@@ -39,6 +39,7 @@ def t_command_timeout_restarts_on_each_command():
             expect(c.cmd("NOOP"), 250, "2.0.0")
         # 5s in all, more than the timeout, and still here
         assert d.alive()
+        assert c.pending(0.1) == b"", "the session was timed out early"
         took = wait_421(c, "4.4.2", 10)
         assert took >= 1, took
 
@@ -60,10 +61,17 @@ def t_data_timeout():
         c.cmd("MAIL FROM:<alice@example.org>")
         c.cmd("RCPT TO:<bob@example.org>")
         expect(c.cmd("DATA"), 354)
-        c.send(message(tag)[:40])
+        half = message(tag)
+        half = half[:half.index(tag.encode()) + len(tag)]
+        c.send(half)
+        # the message being received is in the queue's tmp/
+        wait_for(lambda: d.queue_files("tmp"), 5, "no file in tmp/ after DATA")
         wait_421(c, "4.4.2", 10)
         assert c.closed(3)
-        time.sleep(1)
+        # and goes away with the session; nothing was committed
+        wait_for(lambda: not d.queue_files("tmp"), 10,
+                 lambda: "tmp/ still holds %s" % d.queue_files("tmp"))
+        assert not d.queue_files("queue"), d.queue_files("queue")
         assert not d.find_messages(tag), "half a message was relayed"
 
 
@@ -182,7 +190,8 @@ def t_shutdown_session_in_flight():
         last = replies[-1]
         expect(last, 421, "4.3.2", "replies %s" % replies)
         assert all(r.code < 400 for r in replies[:-1]), replies
-        d.proc.wait(30)
+        status = d.wait_exit(30)
+        assert status == 0, "exit status %d after SIGTERM" % status
         if any(r.code == 250 and "queued" in r.text for r in replies):
             # accepted before the end: delivered, now or after a restart
             if not d.find_messages(tag):
@@ -254,12 +263,14 @@ def t_sigterm_exits_cleanly():
     with Smsubmit() as d:
         kids = d.children()
         d.signal(signal.SIGTERM)
-        try:
-            status = d.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            raise AssertionError("still running 5s after SIGTERM")
+        # no speed asserted: a bound, and the log says what waited
+        status = d.wait_exit(30)
         assert status == 0, "exit status %d" % status
-        time.sleep(0.5)
+        log = d.log()
+        assert "stopping: no new sessions, 0 in flight" in log, log[-2000:]
+        assert "grace period over" not in log and "killed by signal" not in \
+            log, "the shutdown waited for a grace period: %s" % log[-2000:]
+        # the parent exits only once it has reaped every child
         left = [t for t, pid in kids.items() if os.path.exists(
             "/proc/%d" % pid) and t in (open("/proc/%d/cmdline" % pid).read())]
         assert not left, "children left: %s" % left

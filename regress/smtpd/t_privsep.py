@@ -170,11 +170,13 @@ def t_privsep_child_death_stops_daemon():
         with Smsubmit() as d:
             pid = child(d, title)
             os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + 10
-            while d.alive():
-                assert time.monotonic() < deadline, \
-                    "parent still running 10s after %s died" % title
-                time.sleep(0.1)
+            try:
+                status = d.wait_exit(10)
+            except AssertionError:
+                raise AssertionError("parent still running 10s after %s "
+                                     "died" % title)
+            assert status == 1, "exit status %d after %s died" % (
+                status, title)
             # and the other children go too
             d.kill_leftovers(wait=5)
             left = getattr(d, "leftovers", [])

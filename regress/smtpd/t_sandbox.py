@@ -89,8 +89,8 @@ def t_sandbox_violation_kills_daemon():
         d.wait_log(r"smtp process killed by its sandbox: forbidden "
                    r"system call openat\b", 10)
         try:
-            status = d.proc.wait(15)
-        except Exception:
+            status = d.wait_exit(15)
+        except AssertionError:
             raise AssertionError("the parent still runs 15s after the "
                                  "violation")
         assert status != 0, "exit status %d after a violation" % status
@@ -124,7 +124,7 @@ def violation(arg, pattern):
         except Closed:
             pass
         d.wait_log(pattern, 10)
-        status = d.proc.wait(15)
+        status = d.wait_exit(15)
         assert status != 0, status
         assert "let it through" not in d.log()
 
