@@ -119,6 +119,14 @@ def t_swaks_without_tls_refused(d):
     # swaks sees no AUTH in the plaintext EHLO reply
     assert "AUTH" not in "\n".join(l for l in out.splitlines()
                                    if l.startswith("<-")), out[-600:]
+    # ... of a server that answered (not one that is down): greeted,
+    # EHLO answered with STARTTLS, and swaks' exit 28 "host did not
+    # advertise authentication" (a refused connection is exit 2)
+    heard = [l[4:] for l in out.splitlines() if l.startswith("<-")]
+    assert "220 %s ESMTP smsubmit" % HOSTNAME in heard, out[-600:]
+    assert "250 STARTTLS" in heard, out[-600:]
+    assert p.returncode == 28, "swaks exit %d:\n%s" % (p.returncode,
+                                                       out[-600:])
 
 
 def s_client(d, args, lines):

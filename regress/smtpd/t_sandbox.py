@@ -38,6 +38,19 @@ def t_sandbox_children_filtered(d):
         assert seccomp == "2", "%s (%d): Seccomp %s, want 2 (filter)" % (
             title, pid, seccomp)
         assert nnp == "1", "%s (%d): NoNewPrivs %s" % (title, pid, nnp)
+    # The above holds as well when the runner is itself filtered (the
+    # children would inherit it): the filter must be the daemon's, one
+    # more than the runner and the daemon's parent process have.
+    mine = proc_status(os.getpid()).get("Seccomp_filters")
+    if mine is None:
+        raise Skip("no Seccomp_filters in /proc/PID/status (Linux < 5.9)")
+    parent = proc_status(d.pid).get("Seccomp_filters")
+    assert parent == mine, "the parent has %s filters, the runner %s" % (
+        parent, mine)
+    for title, pid in sorted(kids.items()):
+        n = proc_status(pid).get("Seccomp_filters")
+        assert int(n) == int(mine) + 1, "%s (%d): %s seccomp filters, the " \
+            "runner %s: not one of its own" % (title, pid, n, mine)
 
 
 @contextlib.contextmanager
