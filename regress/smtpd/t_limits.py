@@ -75,11 +75,49 @@ def t_data_timeout():
         assert not d.find_messages(tag), "half a message was relayed"
 
 
+def client_hello():
+    """The first flight of a TLS client: its ClientHello record."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(inc, out, server_hostname=HOSTNAME)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = out.read()
+    assert hello[:1] == b"\x16" and len(hello) > 100, hello[:20]
+    return hello
+
+
+def closed_after(s, t0, wait=15):
+    """Seconds from t0 until the server closes s; what it sent."""
+    s.settimeout(wait)
+    data = b""
+    try:
+        while True:
+            got = s.recv(4096)
+            if not got:
+                break
+            data += got
+    except ConnectionResetError:
+        pass
+    except socket.timeout:
+        raise AssertionError("still open %gs later (got %r)" % (wait, data))
+    return time.monotonic() - t0, data
+
+
+# "timeout command 2s" also bounds the handshake: the connection goes
+# after 1 to 2s (whole seconds on the server's clock), not before 1s,
+# and 12s is the bound of the test, not a speed asked for.
+
 @timeout(60)
 def t_tls_handshake_timeout():
     """A client that connects to the TLS port and never says a word is
     dropped (no greeting is possible before the handshake)."""
     with Smsubmit(conf={"timeout command": "2s"}) as d:
+        mark = d.log_mark()
         s = socket.create_connection(("127.0.0.1", d.tls_port))
         s.settimeout(15)
         t0 = time.monotonic()
@@ -90,6 +128,60 @@ def t_tls_handshake_timeout():
         took = time.monotonic() - t0
         s.close()
         assert data == b"" and took < 12, (data, took)
+        assert took >= 0.9, "closed after %.2fs, before the timeout" % took
+        d.wait_log(r"session [0-9a-f]{8} timeout in TLS handshake", 5, mark)
+
+
+@timeout(60)
+def t_tls_handshake_timeout_stalled_client_hello():
+    """Half a ClientHello, then nothing; and one that trickles in a byte
+    at a time: partial input does not move the deadline."""
+    hello = client_hello()
+    with Smsubmit(conf={"timeout command": "2s"}) as d:
+        mark = d.log_mark()
+        s = socket.create_connection(("127.0.0.1", d.tls_port))
+        t0 = time.monotonic()
+        s.sendall(hello[:len(hello) // 2])
+        took, data = closed_after(s, t0)
+        s.close()
+        assert data == b"", "sent before the handshake: %r" % data
+        assert 0.9 <= took < 12, "closed after %.2fs" % took
+        d.wait_log(r"session [0-9a-f]{8} timeout in TLS handshake", 5, mark)
+
+        mark = d.log_mark()
+        s = socket.create_connection(("127.0.0.1", d.tls_port))
+        t0 = time.monotonic()
+        sent = 0
+        try:
+            # 40 bytes, one each 0.25s: 10s if every byte bought time
+            for i in range(40):
+                s.send(hello[i:i + 1])
+                sent += 1
+                time.sleep(0.25)
+        except OSError:
+            pass
+        took, data = closed_after(s, t0)
+        s.close()
+        assert sent < 40, "still open after 10s of a byte every 0.25s"
+        assert data == b"" and 0.9 <= took < 12, (data, took)
+        d.wait_log(r"session [0-9a-f]{8} timeout in TLS handshake", 5, mark)
+
+
+@timeout(60)
+def t_starttls_handshake_timeout():
+    """After 220 to STARTTLS, a handshake that stalls is closed too."""
+    hello = client_hello()
+    with Smsubmit(conf={"timeout command": "2s"}) as d:
+        c = d.client("starttls")
+        c.ehlo()
+        expect(c.cmd("STARTTLS"), 220)
+        mark = d.log_mark()
+        t0 = time.monotonic()
+        c.sock.sendall(hello[:len(hello) // 2])
+        took, data = closed_after(c.sock, t0)
+        assert data == b"", "sent in a stalled handshake: %r" % data
+        assert 0.9 <= took < 12, "closed after %.2fs" % took
+        d.wait_log(r"session [0-9a-f]{8} timeout in TLS handshake", 5, mark)
 
 
 def open_sessions(d, n):

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 from harness import Skip, Smsubmit, expect, message, need_root, \
-    strip_received, stuff, timeout, unique
+    strip_received, stuff, timeout, unique, wait_for
 
 TIMEOUT = 120
 WAIT = 60
@@ -33,10 +33,18 @@ def queued_copies(d, tag):
     return out
 
 
+def drained(d, tag, timeout=WAIT):
+    """Wait until no queue file holds tag: from then on no copy of it
+    can be sent."""
+    wait_for(lambda: not queued_copies(d, tag), timeout,
+             lambda: "still queued: %s" % queued_copies(d, tag))
+
+
 def once(d, tag):
-    """Delivered, and exactly once: no duplicate comes later."""
+    """Delivered, and exactly once: no duplicate comes later (the queue
+    no longer has it)."""
     m = d.wait_message(tag, WAIT)
-    time.sleep(1.5)
+    drained(d, tag)
     n = len(d.find_messages(tag))
     assert n == 1, "%d copies of %s delivered" % (n, tag)
     return m
@@ -48,7 +56,8 @@ def t_relay_retry_upstream_down():
         tag = unique("down")
         msg = message(tag)
         qid = d.submit(msg)
-        time.sleep(2)
+        # an attempt failed: the message waits in the queue
+        d.wait_log(r"message %s: 1 recipients deferred .*retry in" % qid, 10)
         assert queued_copies(d, tag), "not in the queue while relay is down"
         d.upstream.start()
         m = once(d, tag)
@@ -83,7 +92,7 @@ def t_relay_retry_after_rcpt_4xx():
                 break
             assert time.monotonic() < deadline, "carol's copy never came"
             time.sleep(0.2)
-        time.sleep(1.5)
+        drained(d, tag)
         rcpts = sorted(r for m in d.find_messages(tag) for r in m.rcpt_to)
         assert rcpts == ["bob@example.org", "carol@example.org"], rcpts
 
@@ -106,7 +115,7 @@ def t_relay_recovery_after_restart():
         status = d.stop_daemon()
         assert status == 0, "exit status %s on SIGTERM" % status
         d.upstream.start()
-        time.sleep(1)
+        # every process of the daemon is gone: nothing can deliver now
         assert not d.find_messages(tag), "delivered while stopped?"
         d.start_daemon()
         m = once(d, tag)
@@ -129,7 +138,7 @@ def t_queue_file_removed_after_delivery():
         d.upstream.stop()
         tag = unique("rm")
         d.submit(message(tag))
-        time.sleep(1)
+        # committed before the 250
         assert queued_copies(d, tag), "message not found in the queue"
         d.upstream.start()
         d.wait_message(tag, WAIT)
@@ -197,7 +206,11 @@ def t_bounce_is_never_bounced():
         while not null_sender_mails(d):
             assert time.monotonic() < deadline, "no bounce was attempted"
             time.sleep(0.2)
-        time.sleep(5)
+        # the refused bounce is dropped: once the queue is empty nothing
+        # more can be sent
+        d.wait_log(r"message [0-9a-f]{16}: no bounce for a null sender", 10)
+        wait_for(lambda: not d.queue_files("queue"), WAIT,
+                 lambda: "still queued: %s" % d.queue_files("queue"))
         assert d.messages() == [], "delivered: %r" % d.messages()
         assert len(null_sender_mails(d)) == 1, d.upstream.commands
         rcpts = [c for c in d.upstream.commands
@@ -235,7 +248,8 @@ def t_queue_disk_full():
         big = message(unique("full"), ("y" * 70 + "\r\n") * 8000)
         c.send(stuff(big))
         expect(c.reply(timeout=20), 452, "4.3.1", "disk full")
-        time.sleep(0.5)
+        wait_for(lambda: leftovers(d) == [], 10,
+                 lambda: "left behind: %s" % leftovers(d))
         assert leftovers(d) == [], "left behind: %s" % leftovers(d)
         tag = unique("fits")
         qid = c.send_message("alice@example.org", ["bob@example.org"],
@@ -266,7 +280,8 @@ def t_queue_commit_failure():
             tag = unique("nocommit")
             c.send(stuff(message(tag)))
             expect(c.reply(), 451, "4.3.0", "commit failure")
-            time.sleep(0.5)
+            wait_for(lambda: leftovers(d) == [], 10,
+                     lambda: "left behind: %s" % leftovers(d))
             assert leftovers(d) == [], "left behind: %s" % leftovers(d)
             assert not queued_copies(d, tag)
         finally:
