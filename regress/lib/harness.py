@@ -311,6 +311,7 @@ class Smsubmit:
         # bad exit status (see check_sanitizer and stop_daemon)
         self.problems = []
         self.exit_seen = False
+        self._log_start = self._probes = 0
         self._san_pos = 0
         self._san_seen = {}
         self.san_prefix = os.path.join(self.dir, "sanitizer", "report")
@@ -450,6 +451,7 @@ class Smsubmit:
             cwd=self.dir, env=sanitizer_env(self.san_prefix)
             if sanitized() else None)
         deadline = time.monotonic() + timeout
+        self._probes = 0
         addrs = ["127.0.0.1"] + (["::1"] if self.ipv6 else [])
         pending = [(a, p) for a in addrs
                    for p in (self.tls_port, self.starttls_port)]
@@ -464,6 +466,7 @@ class Smsubmit:
             try:
                 socket.create_connection((a, p), timeout=1).close()
                 pending.pop(0)
+                self._probes += 1
             except OSError:
                 time.sleep(0.05)
         # every child says when it is set up; the parent then logs this
@@ -656,6 +659,24 @@ class Smsubmit:
                 raise AssertionError("log has no line matching %r after %gs"
                                      % (pattern, timeout))
             time.sleep(0.1)
+
+    def sessions_open(self):
+        """Session IDs the log shows connected and not yet gone, since
+        the daemon started; None while the start-up probes (the
+        connections start_daemon made to see it listen) are not all
+        logged."""
+        log = self.log()[self._log_start:]
+        opened = re.findall(r"session ([0-9a-f]{8}) connect from", log)
+        if len(opened) < self._probes:
+            return None
+        gone = set(re.findall(r"session ([0-9a-f]{8}) disconnect$", log,
+                              re.M))
+        return set(opened) - gone
+
+    def wait_idle(self, timeout=10):
+        """Until no session is open (the start-up probes included)."""
+        wait_for(lambda: self.sessions_open() == set(), timeout,
+                 lambda: "sessions still open: %s" % self.sessions_open())
 
     def children(self):
         """{title: pid} of the daemon's children, e.g. {"[smtp]": 1234}."""

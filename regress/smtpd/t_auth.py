@@ -245,7 +245,9 @@ def timed(f, *a):
 
 def t_auth_failure_delay():
     """`auth delay 2s to 8s`: the first failure waits 2s, the next 4s;
-    meanwhile another session is served at once."""
+    meanwhile another session is served at once.  "At once" and "not
+    delayed" are measured against the shortest delay (2s), not against
+    the machine's speed."""
     with Smsubmit(conf={"auth delay": "2s to 8s"}) as d:
         c = ready(d)
         r, took = timed(c.auth_plain, "alice", "wrong")
@@ -255,7 +257,7 @@ def t_auth_failure_delay():
         c.line("AUTH PLAIN " + b64("\0alice\0wrong again"))
         t0 = time.monotonic()
         expect(other.cmd("NOOP"), 250, "2.0.0")
-        assert time.monotonic() - t0 < 1, "another session was held"
+        assert time.monotonic() - t0 < 1.8, "another session was held"
         r = c.reply(timeout=15)
         took = time.monotonic() - t0
         expect(r, 535, "5.7.8")
@@ -263,7 +265,7 @@ def t_auth_failure_delay():
         # a success is not delayed
         r, took = timed(other.auth_plain, "bob", USERS["bob"])
         expect(r, 235, "2.7.0")
-        assert took < 1, "success answered after %.1fs" % took
+        assert took < 1.8, "success delayed: answered after %.1fs" % took
 
 
 def t_auth_ban():
@@ -276,7 +278,9 @@ def t_auth_ban():
         expect(c.auth_plain("alice", "wrong"), 535, "5.7.8")
         expect(c.auth_login("alice", "wrong"), 535, "5.7.8")
         c.quit()
-        time.sleep(0.5)
+        # the ban reaches the listener before the 535 that made it
+        d.wait_log(r"session [0-9a-f]{8} banned 127\.0\.0\.1 for 60s "
+                   r"after 2 auth failures")
         for kind in ("starttls", "tls"):
             try:
                 c = d.client(kind, greet=False)

@@ -221,7 +221,7 @@ def greeted_again(d, kind="starttls"):
 
 def t_too_many_sessions():
     with Smsubmit(conf={"limit sessions": "2"}) as d:
-        time.sleep(0.5)  # the start-up probes are gone
+        d.wait_idle()  # the start-up probes are gone
         held = open_sessions(d, 2)
         refused_at_greeting(d, "starttls")
         refused_at_greeting(d, "tls")
@@ -234,7 +234,7 @@ def t_too_many_sessions():
 
 def t_too_many_sessions_per_address():
     with Smsubmit(conf={"limit sessions-per-address": "2"}) as d:
-        time.sleep(0.5)
+        d.wait_idle()
         held = open_sessions(d, 2)
         refused_at_greeting(d)
         held.pop().quit()
@@ -247,8 +247,9 @@ def t_shutdown_session_in_flight():
     is told 421 4.3.2; the daemon exits."""
     with Smsubmit() as d:
         c = d.session()
+        mark = d.log_mark()
         d.signal(signal.SIGTERM)
-        time.sleep(0.5)
+        d.wait_log(r"smtp: stopping: no new sessions, 1 in flight", 10, mark)
         try:
             socket.create_connection(("127.0.0.1", d.starttls_port),
                                      timeout=2).close()
@@ -296,8 +297,9 @@ def t_sighup_keeps_sessions():
     with Smsubmit() as d:
         c = d.session()
         expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0")
+        mark = d.log_mark()
         d.signal(signal.SIGHUP)
-        time.sleep(1)
+        d.wait_log(r"smtp: TLS certificate reloaded", 10, mark)
         assert d.alive(), "SIGHUP stopped the daemon"
         expect(c.cmd("RCPT TO:<bob@example.org>"), 250, "2.1.5")
         tag = unique("hup")
