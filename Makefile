@@ -76,7 +76,12 @@ regress/unit/%: regress/unit/%.c regress/unit/tap.h $(COMMON) smtpd/parse.o \
 
 unit: $(UNIT)
 
-regress: all unit smtpd/smsubmit-regress
+# For the tests only: a full disk without mount(8), preloaded.  Never
+# sanitized: it is loaded into whichever build is tested.
+regress/shim/enospc.so: regress/shim/enospc.c
+	$(CC) -O2 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
+
+regress: all unit smtpd/smsubmit-regress regress/shim/enospc.so
 	python3 regress/run.py
 
 # libFuzzer harnesses (clang); FUZZTIME seconds each
@@ -95,6 +100,6 @@ install: all
 	    $(DESTDIR)$(MANDIR)/man5/smsubmit.conf.5
 
 clean:
-	rm -f smtpd/smsubmit smtpd/smsubmit-regress smtpd/*.o .build-* common/*.o smtpd/parse.c $(UNIT)
+	rm -f smtpd/smsubmit smtpd/smsubmit-regress smtpd/*.o .build-* common/*.o smtpd/parse.c $(UNIT) regress/shim/enospc.so
 
 .PHONY: all unit regress run install clean fuzz

@@ -294,9 +294,12 @@ class Smsubmit:
     """A daemon with its own directory, config, credentials and upstream."""
 
     def __init__(self, conf=None, extra=(), mechanisms="PLAIN LOGIN",
-                 ipv6=False, name="smsubmit", start=True, run_as=None):
+                 ipv6=False, name="smsubmit", start=True, run_as=None,
+                 env=None):
         """run_as (when root): start the daemon as that unprivileged
-        user instead, the way it runs when not started as root."""
+        user instead, the way it runs when not started as root.  env:
+        variables added to the daemon's environment (e.g. LD_PRELOAD)."""
+        self.env = dict(env or {})
         self.name = name
         self.ipv6 = ipv6
         self.dir = tempfile.mkdtemp(prefix="smsubmit-regress-")
@@ -445,11 +448,17 @@ class Smsubmit:
                     str(pwd.getpwnam(self.run_as).pw_gid), "--clear-groups",
                     "--"] + argv
         self.exit_seen = False
+        env = sanitizer_env(self.san_prefix) if sanitized() else \
+            dict(os.environ)
+        env.update(self.env)
+        if "LD_PRELOAD" in self.env and sanitized():
+            # the sanitizers' runtime wants to come first; it still works
+            env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + \
+                ":verify_asan_link_order=0"
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf,
-            cwd=self.dir, env=sanitizer_env(self.san_prefix)
-            if sanitized() else None)
+            cwd=self.dir, env=env)
         deadline = time.monotonic() + timeout
         self._probes = 0
         addrs = ["127.0.0.1"] + (["::1"] if self.ipv6 else [])

@@ -227,6 +227,44 @@ def leftovers(d):
             not f.startswith(os.path.join(d.queue, "queue") + "/")]
 
 
+def disk_full(d):
+    """A message too big for the space left: 452 4.3.1, nothing left
+    behind; the next message, which fits, is taken and relayed."""
+    c = d.session()
+    expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0")
+    expect(c.cmd("RCPT TO:<bob@example.org>"), 250, "2.1.5")
+    expect(c.cmd("DATA"), 354)
+    big = message(unique("full"), ("y" * 70 + "\r\n") * 8000)
+    c.send(stuff(big))
+    expect(c.reply(timeout=20), 452, "4.3.1", "disk full")
+    wait_for(lambda: leftovers(d) == [], 10,
+             lambda: "left behind: %s" % leftovers(d))
+    assert leftovers(d) == [], "left behind: %s" % leftovers(d)
+    assert not d.queue_files("queue"), d.queue_files("queue")
+    tag = unique("fits")
+    qid = c.send_message("alice@example.org", ["bob@example.org"],
+                         message(tag))
+    d.wait_message(qid)
+    c.quit()
+
+
+SHIM = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), "shim", "enospc.so")
+
+
+def t_queue_disk_full_preloaded():
+    """The same where mount(8) is not allowed: regress/shim/enospc.so
+    fails writes past 256K of a queue file with ENOSPC."""
+    if not os.path.exists(SHIM):
+        raise Skip("%s not built (make regress/shim/enospc.so)" % SHIM)
+    with Smsubmit(conf={"queue retry": "1s to 4s"},
+                  env={"LD_PRELOAD": SHIM,
+                       "SMSUBMIT_ENOSPC_AT": str(256 * 1024)}) as d:
+        disk_full(d)
+        assert re.search(r"No space left on device|ENOSPC|4\.3\.1",
+                         d.log()), "the log does not say why"
+
+
 def t_queue_disk_full():
     """452 4.3.1 when the queue's file system is full, nothing left
     behind, and the next message that fits is taken."""
@@ -241,21 +279,7 @@ def t_queue_disk_full():
         raise Skip("cannot mount a tmpfs: %s" % e.stderr.decode().strip())
     try:
         d.start()
-        c = d.session()
-        expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0")
-        expect(c.cmd("RCPT TO:<bob@example.org>"), 250, "2.1.5")
-        expect(c.cmd("DATA"), 354)
-        big = message(unique("full"), ("y" * 70 + "\r\n") * 8000)
-        c.send(stuff(big))
-        expect(c.reply(timeout=20), 452, "4.3.1", "disk full")
-        wait_for(lambda: leftovers(d) == [], 10,
-                 lambda: "left behind: %s" % leftovers(d))
-        assert leftovers(d) == [], "left behind: %s" % leftovers(d)
-        tag = unique("fits")
-        qid = c.send_message("alice@example.org", ["bob@example.org"],
-                             message(tag))
-        d.wait_message(qid)
-        c.quit()
+        disk_full(d)
     finally:
         d.stop_daemon()
         subprocess.run(["umount", d.queue], capture_output=True)
