@@ -294,3 +294,26 @@ def t_auth_ban():
         if v6:
             c = d.client("starttls", host="::1")
             expect(c.greeting, 220, what="::1 is another address")
+
+
+def t_auth_password_store_unreadable_454():
+    """SPEC 5: the authentication back end unavailable (here Cyrus SASL
+    cannot open its sasldb) is 454 4.7.0, the session goes on, and it is
+    not counted as a failure: not towards `auth max-failures 3`, not in a
+    line for fail2ban.  Once the store is back, the same session works."""
+    with Smsubmit() as d:
+        db = os.path.join(d.dir, "sasldb")
+        mode = os.stat(db).st_mode & 0o7777
+        c = ready(d)
+        mark = d.log_mark()
+        os.chmod(db, 0)
+        try:
+            for _ in range(4):
+                expect(c.auth_plain("alice", USERS["alice"]), 454, "4.7.0")
+            expect(c.cmd("NOOP"), 250, "2.0.0")
+        finally:
+            os.chmod(db, mode)
+        expect(c.auth_plain("alice", USERS["alice"]), 235, "2.7.0")
+        log = d.log()[mark:]
+        assert "auth failed for" not in log, log
+        assert "auth error mechanism=PLAIN from 127.0.0.1" in log, log

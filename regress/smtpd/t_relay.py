@@ -314,3 +314,64 @@ def t_queue_commit_failure():
                              message(unique("after")))
         d.wait_message(qid)
         assert not d.find_messages(tag), "the refused message was relayed"
+
+
+@timeout(90)
+def t_relay_backoff_grows():
+    """SPEC 6, exponential backoff: with `queue retry 1s to 4s` the
+    delays announced after each failed attempt are 1s, 2s, then 4s (plus
+    up to a quarter of jitter) and no more; and the relay host sees the
+    attempts that far apart."""
+    with daemon() as d:
+        d.upstream.fail_mail(4, per="command")
+        tag = unique("backoff")
+        qid = d.submit(message(tag))
+        once(d, tag)
+        delays = [int(x) for x in re.findall(
+            r"message %s: 1 recipients deferred \(.*\), retry in (\d+)s"
+            % qid, d.log())]
+        assert len(delays) == 4, "deferrals: %s" % delays
+        assert delays[0] == 1 and delays[1] == 2, delays
+        assert all(4 <= x <= 5 for x in delays[2:]), delays
+        times = [t for c, t in zip(d.upstream.commands,
+                                   d.upstream.command_times)
+                 if c.upper().startswith("MAIL FROM:")]
+        assert len(times) == 5, "%d attempts" % len(times)
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        # the schedule is in whole seconds: a retry may come up to 1s
+        # before the announced delay is over, never sooner
+        for want, got in zip(delays, gaps):
+            assert got >= want - 1, "retried %.2fs after a failure that " \
+                "announced %ds: %s" % (got, want, gaps)
+        assert gaps[2] > gaps[0], "no growth: %s" % gaps
+
+
+@timeout(120)
+def t_deferred_bounce_expires():
+    """A bounce its recipient (the sender) defers is retried until `queue
+    lifetime`, then dropped: not bounced, not sent anywhere else, the
+    queue left empty."""
+    with daemon(**{"queue lifetime": "3s"}) as d:
+        d.upstream.reject_rcpt("nobody@example.org")
+        d.upstream.defer_rcpt("alice@example.org")
+        tag = unique("bounceexp")
+        qid = d.submit(message(tag), sender="alice@example.org",
+                       rcpts=["nobody@example.org"])
+        m = d.wait_log(r"message %s: bounce ([0-9a-f]{16}) sent to "
+                       r"<alice@example\.org>" % qid, WAIT)
+        bid = m.group(1)
+        d.wait_log(r"message %s: 1 recipients deferred" % bid, WAIT)
+        d.wait_log(r"message %s: expired after \d+s" % bid, 60)
+        d.wait_log(r"message %s: no bounce for a null sender" % bid, 10)
+        d.wait_log(r"message %s: delivered to 0 of 1 recipients, removed"
+                   % bid, 10)
+        wait_for(lambda: not d.queue_files("queue"), 10,
+                 lambda: "still queued: %s" % d.queue_files("queue"))
+        assert d.messages() == [], "delivered: %r" % d.messages()
+        nulls = null_sender_mails(d)
+        assert len(nulls) >= 2, "the bounce was not retried: %s" % \
+            d.upstream.commands
+        rcpts = [c for c in d.upstream.commands
+                 if re.match(r"(?i)RCPT TO:", c)]
+        assert all("alice@example.org" in r or "nobody@example.org" in r
+                   for r in rcpts), rcpts
