@@ -290,6 +290,77 @@ def pid_alive(pid):
         return False
 
 
+# --- what a process holds in memory (root only), for the key tests ---
+
+def key_secrets(keyfile):
+    """Every form of the private key that could sit in memory: name ->
+    bytes."""
+    with open(keyfile, "rb") as f:
+        pem = f.read()
+    body = b"".join(l for l in pem.splitlines() if not l.startswith(b"-"))
+    der = run(["openssl", "pkey", "-in", keyfile, "-outform", "DER"]).stdout
+    text = run(["openssl", "pkey", "-in", keyfile, "-text",
+                "-noout"]).stdout.decode()
+    out = {}
+    fields = {}
+    name = None
+    for line in text.splitlines():
+        m = re.match(r"^(\w+):\s*(.*)$", line)
+        if m:
+            name = m.group(1)
+            fields[name] = m.group(2).strip()
+        elif name and line.startswith(" "):
+            fields[name] += line.strip()
+    for field in ("priv", "prime1", "prime2", "privateExponent"):
+        if field not in fields:
+            continue
+        n = bytes.fromhex(fields[field].replace(":", ""))
+        n = n.lstrip(b"\0")
+        out[field + " (big-endian)"] = n
+        out[field + " (little-endian)"] = n[::-1]
+    assert any(k.startswith("priv") or k.startswith("prime") for k in out), \
+        "no private numbers read from %s: %s" % (keyfile, text[:200])
+    # the DER and PEM forms of the secret number alone (the public key
+    # is in them too, and in the certificate the listener holds)
+    secret = out.get("priv (big-endian)") or out["prime1 (big-endian)"]
+    off = der.index(secret)
+    out["DER"] = der[off:off + 24]
+    first = (off + 2) // 3        # the first base64 group inside it
+    out["PEM text"] = body[first * 4:first * 4 + 24]
+    return out
+
+
+def writable_memory(pid):
+    """The bytes of every writable mapping of pid (root only)."""
+    if sanitized():
+        # terabytes of shadow memory; the plain build is scanned
+        raise Skip("ASan build: the memory scan runs in the plain "
+                           "build")
+    chunks = []
+    with open("/proc/%d/maps" % pid) as maps, \
+            open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            addr, perms = line.split()[:2]
+            if "w" not in perms:
+                continue
+            lo, hi = (int(x, 16) for x in addr.split("-"))
+            try:
+                mem.seek(lo)
+                chunks.append(mem.read(hi - lo))
+            except (OSError, ValueError, OverflowError):
+                pass  # e.g. [vvar]
+    data = b"".join(chunks)
+    assert len(data) > 100000, "read only %d octets of %d" % (len(data), pid)
+    return data
+
+
+def found_in_memory(pid, needles):
+    """Names of the needles in the writable memory of pid."""
+    mem = writable_memory(pid)
+    return sorted(k for k, v in needles.items() if v in mem)
+
+
+
 class Smsubmit:
     """A daemon with its own directory, config, credentials and upstream."""
 
