@@ -86,6 +86,16 @@ static const char *http_methods[] = {
 
 static void	data_input(struct session *);
 
+/* A SASL response over AUTH_LINE_MAX: 500 5.5.6, the exchange is over. */
+static void
+auth_too_long(struct session *s)
+{
+	ipc_send(s->env->auth, IMSG_AUTH_END, s->id, -1, "");
+	s->state = S_HELO;
+	session_reply(s, "500 5.5.6 Authentication exchange line is too "
+	    "long");
+}
+
 void
 session_reply(struct session *s, const char *fmt, ...)
 {
@@ -301,7 +311,9 @@ session_input(struct session *s)
 				return;
 			/* no end in sight: answer now, skip to the LF */
 			buf_drain(&s->in, buf_used(&s->in));
-			if (!(s->flags & SF_SKIPLINE))
+			if (s->state == S_AUTH)
+				auth_too_long(s);
+			else if (!(s->flags & SF_SKIPLINE))
 				session_reply(s, "500 5.5.2 Line too long");
 			s->flags |= SF_SKIPLINE;
 			return;
@@ -314,7 +326,10 @@ session_input(struct session *s)
 		}
 		if (n > max) {
 			buf_drain(&s->in, n);
-			session_reply(s, "500 5.5.2 Line too long");
+			if (s->state == S_AUTH)
+				auth_too_long(s);
+			else
+				session_reply(s, "500 5.5.2 Line too long");
 			continue;
 		}
 		len = n - 1;

@@ -317,3 +317,24 @@ def t_auth_password_store_unreadable_454():
         log = d.log()[mark:]
         assert "auth failed for" not in log, log
         assert "auth error mechanism=PLAIN from 127.0.0.1" in log, log
+
+
+def t_auth_response_line_too_long():
+    """SPEC 5: a SASL response line over 12288 octets gets 500 5.5.6 and
+    ends the exchange (one reply, whether the line comes whole or in
+    pieces); a new AUTH then works in the same session."""
+    with Smsubmit() as d:
+        for pieces in (1, 8):
+            c = ready(d)
+            expect(c.cmd("AUTH LOGIN"), 334)
+            line = b"QUFB" * 4000 + b"\r\n"         # 16002 octets
+            step = len(line) // pieces + 1
+            for i in range(0, len(line), step):
+                c.send(line[i:i + step])
+                time.sleep(0.05)
+            expect(c.reply(), 500, "5.5.6", "%d piece(s)" % pieces)
+            assert c.pending(0.5) == b"", "more than one reply"
+            # the exchange is over: not a 334 for the next line
+            expect(c.cmd("NOOP"), 250, "2.0.0")
+            expect(c.auth_plain("alice", USERS["alice"]), 235, "2.7.0")
+            c.quit()
