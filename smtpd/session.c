@@ -933,24 +933,48 @@ header_from_allowed(struct session *s, struct body *b)
 		return 1;
 	if (b->nfrom != 1)
 		return 0;
+	/* a NUL in the field would hide what follows it from the check */
+	if (strlen(b->from) != b->fromlen)
+		return 0;
 	strlcpy(v, b->from, sizeof(v));
 	/* drop comments, which may hold anything */
 	while ((p = strchr(v, '(')) != NULL && (q = strchr(p, ')')) != NULL)
 		memmove(p, q + 1, strlen(q + 1) + 1);
 	if (strchr(v, '<') != NULL) {
+		/* no address outside <>: a display name is words, or quoted */
+		for (p = v, n = 0; *p != '\0'; p++) {
+			if (*p == '"' && !(n & 2))
+				n ^= 1;
+			else if (*p == '<' && !(n & 1))
+				n |= 2;
+			else if (*p == '>' && !(n & 1))
+				n &= ~2;
+			else if (*p == '@' && n == 0)
+				return 0;
+		}
+		n = 0;
 		for (p = v; (p = strchr(p, '<')) != NULL; p = q + 1) {
 			if ((q = strchr(p, '>')) == NULL)
 				return 0;
 			*q = '\0';
 			if (!sender_allowed(s, p + 1))
 				return 0;
+			/* after an address, only the next one, or the end */
+			q += 1 + strspn(q + 1, " \t");
+			if (*q != '\0' && *q != ',')
+				return 0;
+			q--;
 			n++;
 		}
 		return n > 0;
 	}
 	for (p = v; (addr = strsep(&p, ",")) != NULL; ) {
 		addr += strspn(addr, " \t");
-		addr[strcspn(addr, " \t")] = '\0';
+		q = addr + strcspn(addr, " \t");
+		/* one address between commas, not words the check skips */
+		if (q[strspn(q, " \t")] != '\0')
+			return 0;
+		*q = '\0';
 		if (*addr == '\0' || !sender_allowed(s, addr))
 			return 0;
 		n++;
