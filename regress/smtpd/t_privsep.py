@@ -4,7 +4,6 @@ import grp
 import os
 import pwd
 import signal
-import time
 
 import harness
 from harness import DAEMON_USER, QUEUE_USER, TITLES, Smsubmit, need_root, \
