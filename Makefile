@@ -81,7 +81,12 @@ regress/unit/%: regress/unit/%.c regress/unit/tap.h $(COMMON) $(UNIT_OBJ) \
 
 unit: $(UNIT)
 
-regress: all unit smtpd/smsubmit-regress $(BENCHBIN)
+# For the tests only: a full disk without mount(8), preloaded.  Never
+# sanitized: it is loaded into whichever build is tested.
+regress/shim/enospc.so: regress/shim/enospc.c
+	$(CC) -O2 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
+
+regress: all unit smtpd/smsubmit-regress regress/shim/enospc.so $(BENCHBIN)
 	python3 regress/run.py
 
 # load generator and discarding relay host of `make bench`
@@ -128,6 +133,6 @@ install: all
 
 clean:
 	rm -f smtpd/smsubmit smtpd/smsubmit-regress smtpd/*.o .build-* common/*.o smtpd/parse.c $(UNIT) \
-	    $(BENCHBIN)
+	    $(BENCHBIN) regress/shim/enospc.so
 
 .PHONY: all unit regress run install clean fuzz bench

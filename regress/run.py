@@ -145,6 +145,13 @@ class Runner:
         finally:
             if shared:
                 shared.stop()
+                problems = shared.take_problems()
+                if problems:
+                    self.result(False, "%s: the shared daemon at its stop" %
+                                modname, [l for p in problems
+                                          for l in p.splitlines()] +
+                                ["daemon log (%s):" % shared.dir] +
+                                ["  " + l for l in shared.final_log or []])
 
     def test(self, mod, f, shared):
         """Run one test; returns the module's shared daemon (possibly new)."""
@@ -177,6 +184,7 @@ class Runner:
         for c in list(harness.clients):
             c.close()
         harness.clients.clear()
+        dead = None
         if wants and shared is not None and shared.proc is not None and \
                 not shared.healthy():
             ok = False
@@ -188,12 +196,24 @@ class Runner:
             else:
                 diag.append("the shared daemon died during the test: exit "
                             "status %s" % shared.proc.returncode)
+                shared.exit_seen = True
+            # a new one for the next test; this one's reports are this test's
+            shared.stop()
+            dead, shared = shared, None
         daemons = list(harness.created)
-        if wants and shared is not None and shared not in daemons:
-            daemons.insert(0, shared)
+        for s in (shared, dead):
+            if wants and s is not None and s not in daemons:
+                daemons.insert(0, s)
         for d in harness.created:
             if d is not shared:
                 d.stop()
+        # sanitizer reports, bad exit statuses: whatever the test said
+        for d in daemons:
+            problems = d.take_problems()
+            if problems:
+                ok, skip = False, None
+                diag.append("%s daemon (%s):" % (d.name, d.dir))
+                diag += ["  " + l for p in problems for l in p.splitlines()]
         if not ok and skip is None:
             for d in daemons:
                 diag.append("%s daemon log (%s), last lines:" % (

@@ -225,6 +225,7 @@ proc_drop(const char *user, const char *root)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
+	sandbox_prepare();
 	if (geteuid() != 0) {
 		if (root != NULL && chdir(root) == -1)
 			fatal("chdir %s", root);

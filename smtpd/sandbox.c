@@ -24,6 +24,10 @@
 #include "log.h"
 #include "smsubmit.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 #ifdef __linux__
 #include <seccomp.h>
 
@@ -90,7 +94,59 @@ static const char *sanitizer_calls[] = {
 	"sigaltstack", "prctl", "sched_getaffinity", "mincore", "getppid",
 	"arch_prctl", "tgkill", NULL
 };
+
+/*
+ * UBSan (a library of its own with gcc) sets itself up at its first
+ * report: it reads its binary's name, command line and environment, and
+ * probes memory through a pipe, all of which it does without when
+ * refused.  Refused, not killed, so the report is printed; libc never
+ * makes these calls here (it opens with openat, pipes nothing).
+ */
+static const char *sanitizer_refused[] = {
+	"readlink", "open", "pipe", "pipe2", NULL
+};
+
+static int
+listed(const char **calls, const char *name)
+{
+	for (; calls != NULL && *calls != NULL; calls++)
+		if (strcmp(*calls, name) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+refuse(scmp_filter_ctx ctx, const char **calls, const char **own)
+{
+	int	 nr;
+
+	for (; *calls != NULL; calls++) {
+		if (listed(own, *calls) || (nr =
+		    seccomp_syscall_resolve_name(*calls)) == __NR_SCMP_ERROR)
+			continue;
+		if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0) < 0)
+			fatalx("seccomp_rule_add %s", *calls);
+	}
+	/* and whether stderr is a terminal, to colour the report */
+	if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOTTY), SCMP_SYS(ioctl), 1,
+	    SCMP_A1(SCMP_CMP_EQ, TCGETS, 0)) < 0)
+		fatalx("seccomp_rule_add ioctl");
+}
 #endif
+
+/*
+ * Before the chroot, in the builds made for the tests: the sanitizers'
+ * report file (log_path), if one is asked for, is opened now, while its
+ * path resolves; they would try to open it when they find something, in
+ * the chroot and under the filter, and the report would be lost.
+ */
+void
+sandbox_prepare(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	(void)__sanitizer_get_report_path();
+#endif
+}
 
 static void
 sigsys_handler(int sig, siginfo_t *info, void *ctx)
@@ -153,6 +209,7 @@ sandbox_enter(const char *proc, int parentfd)
 {
 	struct sigaction	 sa;
 	scmp_filter_ctx		 ctx;
+	const char		**own = NULL;
 
 	report_fd = parentfd;
 	memset(&sa, 0, sizeof(sa));
@@ -183,21 +240,24 @@ sandbox_enter(const char *proc, int parentfd)
 	allow(ctx, base_calls);
 	allow_memory(ctx);
 	if (strcmp(proc, "smtp") == 0)
-		allow(ctx, listener_calls);
+		allow(ctx, own = listener_calls);
 	else if (strcmp(proc, "queue") == 0) {
-		allow(ctx, queue_calls);
+		allow(ctx, own = queue_calls);
 		/* libevent sizes its socket reads with FIONREAD, no more */
 		if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
 		    SCMP_A1(SCMP_CMP_EQ, FIONREAD, 0)) < 0)
 			fatalx("seccomp_rule_add ioctl");
 	} else if (strcmp(proc, "auth") == 0)
-		allow(ctx, auth_calls);
+		allow(ctx, own = auth_calls);
 	else if (strcmp(proc, "crypto") == 0)
 		;	/* signs with what it holds: the base set is all */
 	else
 		fatalx("%s: no sandbox for %s", __func__, proc);
 #if defined(__SANITIZE_ADDRESS__)
 	allow(ctx, sanitizer_calls);
+	refuse(ctx, sanitizer_refused, own);
+	/* what they read to print a report (maps, symbols) is read now */
+	__sanitizer_sandbox_on_notify(NULL);
 #endif
 	if (seccomp_load(ctx) < 0)
 		fatalx("seccomp_load");
@@ -222,6 +282,11 @@ sandbox_syscall_name(uint32_t nr)
 }
 
 #elif defined(__OpenBSD__)
+
+void
+sandbox_prepare(void)
+{
+}
 
 void
 sandbox_enter(const char *proc, int parentfd)

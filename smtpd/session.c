@@ -956,12 +956,13 @@ data_begin(struct session *s)
 	}
 	body_init(s->body, s->add_msgid, s->add_date);
 	buf_init(&s->dbuf, DATA_BUF_MAX);
-	/* RFC 5321 4.4, RFC 3848 */
+	/* RFC 5321 4.4 (an IPv6 address literal says so), RFC 3848 */
 	if (buf_printf(&s->dbuf,
-	    "Received: from %s ([%s])\r\n"
+	    "Received: from %s ([%s%s])\r\n"
 	    "\tby %s (smsubmit) with %s id %s\r\n"
 	    "\t(version=%s cipher=%s);\r\n"
-	    "\t%s\r\n", s->helo, s->client, conf->hostname,
+	    "\t%s\r\n", s->helo, strchr(s->client, ':') != NULL ? "IPv6:" : "",
+	    s->client, conf->hostname,
 	    s->flags & SF_EHLO ? "ESMTPSA" : "SMTPSA", s->msgid,
 	    tls_conn_version(s->tls), tls_conn_cipher(s->tls), date) == -1) {
 		session_reply(s, "451 4.3.0 Out of memory");

@@ -312,6 +312,9 @@ reap(void)
 			if (c->pid != pid)
 				continue;
 			c->pid = 0;
+			/* a process that fails on its way out fails the daemon */
+			if (WIFSIGNALED(status) || WEXITSTATUS(status) != 0)
+				env.status = 1;
 			if (!env.stopping || WIFSIGNALED(status) ||
 			    WEXITSTATUS(status) != 0) {
 				if (WIFSIGNALED(status))

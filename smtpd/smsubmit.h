@@ -284,6 +284,7 @@ void	 signer_init(int fd);
 /* --- sandbox.c --- */
 
 /* Allow only what the named process needs from now on. */
+void	 sandbox_prepare(void);
 void	 sandbox_enter(const char *proc, int parentfd);
 const char *sandbox_syscall_name(uint32_t);
 

@@ -10,7 +10,7 @@
 
 #define CHECK(cond) do {						\
 	if (!(cond)) {							\
-		fprintf(stderr, "%s:%d: invariant failed: %s\n",	\
+		dprintf(2, "%s:%d: invariant failed: %s\n",		\
 		    __FILE__, __LINE__, #cond);				\
 		abort();						\
 	}								\

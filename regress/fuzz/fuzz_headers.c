@@ -8,6 +8,12 @@
  * ends and whether it holds a Message-ID or Date field, and checks that
  * the output is the text with exactly the missing lines inserted there,
  * and a blank line after them when the body started without one.
+ *
+ * The model also takes the value of the first From: field, unfolded, and
+ * counts the From: fields: what the sender check ("senders
+ * check-header-from") reads from body.c.  And the same wire is parsed
+ * again in pieces, cut where the input says, as the listener gets it
+ * from the network: the output must be the same, byte for byte.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,7 +33,21 @@ struct model {
 	int	 separator;	/* it ended on a line that is not a header */
 	int	 msgid;
 	int	 date;
+	int	 nfrom;		/* From: fields */
+	char	 from[2 * BODY_LINE_MAX];	/* the first one's value, */
+	size_t	 fromlen;	/* without its line ends */
 };
+
+/* The first From: field's value: the rest of its line, and of its
+ * continuation lines. */
+static void
+from_add(struct model *m, const char *p, size_t n)
+{
+	if (m->fromlen + n > sizeof(m->from))
+		n = sizeof(m->from) - m->fromlen;
+	memcpy(m->from + m->fromlen, p, n);
+	m->fromlen += n;
+}
 
 /*
  * A header line is a name of octets 33..126 then ':' (the first ':' after
@@ -52,7 +72,7 @@ static void
 model_scan(const char *t, size_t n, struct model *m)
 {
 	size_t	 pos = 0, eol, i, namelen;
-	int	 nheaders = 0, header;
+	int	 nheaders = 0, header, in_from = 0;
 
 	memset(m, 0, sizeof(*m));
 	while (pos < n) {
@@ -67,6 +87,8 @@ model_scan(const char *t, size_t n, struct model *m)
 		if (t[pos] == ' ' || t[pos] == '\t') {
 			if (nheaders == 0)
 				break;
+			if (in_from)
+				from_add(m, t + pos, eol - pos);
 			pos = eol + 2;
 			continue;
 		}
@@ -102,6 +124,10 @@ model_scan(const char *t, size_t n, struct model *m)
 		if (header == 1 && namelen == 4 &&
 		    strncasecmp(t + pos, "Date", 4) == 0)
 			m->date = 1;
+		in_from = header == 1 && namelen == 4 &&
+		    strncasecmp(t + pos, "From", 4) == 0 && m->nfrom++ == 0;
+		if (in_from)
+			from_add(m, t + i + 1, eol - i - 1);
 		nheaders++;
 		pos = eol + 2;
 	}
@@ -111,16 +137,55 @@ model_scan(const char *t, size_t n, struct model *m)
 
 static size_t
 parse(const char *wire, size_t n, const char *msgid, const char *date,
-    struct buf *o, int *errors)
+    struct buf *o, int *errors, struct body *b)
 {
-	struct body	 b;
 	size_t		 c;
 
-	body_init(&b, msgid, date);
-	c = body_parse(&b, wire, n, o);
-	CHECK(b.done);
-	*errors = b.errors;
+	body_init(b, msgid, date);
+	c = body_parse(b, wire, n, o);
+	CHECK(b->done);
+	*errors = b->errors;
 	return c;
+}
+
+/* The same, n octets given in pieces cut where cuts[] says. */
+static size_t
+parse_split(const char *wire, size_t n, const char *msgid, const char *date,
+    struct buf *o, const uint8_t *cuts, size_t ncuts, struct body *b)
+{
+	size_t	 off = 0, c = 0, piece, k = 0, got;
+
+	body_init(b, msgid, date);
+	while (off < n && !b->done) {
+		piece = ncuts > 0 ? (size_t)cuts[k++ % ncuts] % 97 + 1 : n;
+		if (piece > n - off)
+			piece = n - off;
+		got = body_parse(b, wire + off, piece, o);
+		/* all of it, unless the end of data came inside it */
+		CHECK(got == piece || (b->done && got < piece));
+		c += got;
+		off += piece;
+	}
+	CHECK(b->done);
+	return c;
+}
+
+/* Equal but for spaces and tabs (how folding whitespace is kept). */
+static int
+same_words(const char *a, size_t na, const char *b, size_t nb)
+{
+	size_t	 i = 0, j = 0;
+
+	for (;;) {
+		while (i < na && (a[i] == ' ' || a[i] == '\t'))
+			i++;
+		while (j < nb && (b[j] == ' ' || b[j] == '\t'))
+			j++;
+		if (i == na || j == nb)
+			return i == na && j == nb;
+		if (a[i++] != b[j++])
+			return 0;
+	}
 }
 
 static void
@@ -161,7 +226,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		{ NULL, NULL }
 	};
 	struct model	 m;
-	struct buf	 o;
+	struct body	 b, b2;
+	struct buf	 o, o2;
 	char		*text, *wire;
 	size_t		 i, n, w, max, c;
 	int		 errors, errors0 = 0, j;
@@ -201,8 +267,26 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	max = n + sizeof(ADD_MSGID) + sizeof(ADD_DATE) + 16;
 	for (j = 0; j < (int)(sizeof(adds) / sizeof(adds[0])); j++) {
 		buf_init(&o, max);
-		c = parse(wire, w, adds[j].msgid, adds[j].date, &o, &errors);
+		c = parse(wire, w, adds[j].msgid, adds[j].date, &o, &errors,
+		    &b);
 		CHECK(c == w);
+		/* the From: capture, for the sender check */
+		CHECK(b.nfrom == m.nfrom);
+		/* terminated; a NUL inside is the sender check's to refuse */
+		CHECK(b.fromlen < sizeof(b.from) && b.from[b.fromlen] == '\0');
+		if (errors == 0 && m.nfrom > 0 && m.fromlen < BODY_LINE_MAX - 1)
+			CHECK(same_words(b.from, b.fromlen, m.from, m.fromlen));
+		/* in pieces, the same */
+		buf_init(&o2, max);
+		c = parse_split(wire, w, adds[j].msgid, adds[j].date, &o2,
+		    data, size < 16 ? size : 16, &b2);
+		CHECK(c == w);
+		CHECK(b2.errors == b.errors && b2.nfrom == b.nfrom);
+		CHECK(b2.fromlen == b.fromlen &&
+		    memcmp(b2.from, b.from, b.fromlen) == 0);
+		CHECK(buf_used(&o2) == buf_used(&o) && memcmp(head(&o2),
+		    head(&o), buf_used(&o)) == 0);
+		buf_free(&o2);
 		/* only an overlong line can be wrong here, whatever is added */
 		CHECK((errors & ~BODY_ERR_LONG) == 0);
 		if (j == 0)

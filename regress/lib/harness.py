@@ -64,10 +64,95 @@ def need_root():
         raise Skip("not root")
 
 
+_sanitized = {}
+
+
 def sanitized(binary=None):
     """True if the daemon under test is an ASan/UBSan build."""
-    p = subprocess.run(["ldd", binary or SMSUBMIT], capture_output=True)
-    return b"libasan" in p.stdout or b"libubsan" in p.stdout
+    binary = binary or SMSUBMIT
+    if binary not in _sanitized:
+        p = subprocess.run(["ldd", binary], capture_output=True)
+        _sanitized[binary] = b"libasan" in p.stdout or \
+            b"libubsan" in p.stdout
+    return _sanitized[binary]
+
+
+# What the sanitizers print when they find something (ASan, UBSan, LSan,
+# and ASan's own failure to write its report); any of it fails a test.
+SANITIZER_REPORT = re.compile(
+    r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|AddressSanitizer:"
+    r"DEADLYSIGNAL|SUMMARY: (Address|UndefinedBehavior|Leak)Sanitizer|"
+    r"(:\d+:\d+|<unknown>): runtime error: |ERROR: Can't open file: .*sanitizer")
+
+
+def sanitizer_env(where):
+    """The environment for a daemon whose sanitizer reports go to files
+    named where.asan.PID and where.ubsan.PID (those of the processes that
+    can open them: the chrooted, filtered children report on stderr)."""
+    env = dict(os.environ)
+    for var, name in (("ASAN_OPTIONS", "asan"), ("UBSAN_OPTIONS", "ubsan")):
+        opts = [o for o in env.get(var, "").split(":") if o and
+                not o.startswith("log_path=")]
+        # the sandboxed processes cannot open their binary to symbolize
+        # their stacks: the frames are symbolized here (symbolize_report)
+        opts += ["log_path=%s.%s" % (where, name), "symbolize=0"]
+        if var == "UBSAN_OPTIONS":
+            opts += ["print_stacktrace=1", "halt_on_error=1"]
+        env[var] = ":".join(opts)
+    return env
+
+
+FRAME = re.compile(r"^(\s*#\d+ 0x[0-9a-f]+ +)\((/[^+()]+)\+(0x[0-9a-f]+)\)\s*$")
+
+
+def symbolize_report(text):
+    """Stack frames "#N 0xPC (module+0xOFF)" of a report made with
+    symbolize=0, each followed by its function and line (addr2line)."""
+    lines = text.splitlines()
+    wanted = {}
+    for l in lines:
+        m = FRAME.match(l)
+        if m:
+            wanted.setdefault(m.group(2), set()).add(m.group(3))
+    names = {}
+    for module, offs in wanted.items():
+        offs = sorted(offs)
+        try:
+            p = subprocess.run(["addr2line", "-f", "-i", "-p", "-C", "-e",
+                                module] + offs, capture_output=True,
+                               timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        # one line per address, "(inlined by)" lines after it
+        out, i = p.stdout.decode(errors="replace").splitlines(), -1
+        for l in out:
+            if not l.startswith(" (inlined by)"):
+                i += 1
+            if i < len(offs):
+                names.setdefault((module, offs[i]), []).append(l.strip())
+    res = []
+    for l in lines:
+        m = FRAME.match(l)
+        sym = names.get((m.group(2), m.group(3))) if m else None
+        if sym and not sym[0].startswith("??"):
+            res.append("%s%s (%s+%s)" % (m.group(1), "; ".join(sym),
+                                         os.path.basename(m.group(2)),
+                                         m.group(3)))
+        else:
+            res.append(l)
+    return "\n".join(res)
+
+
+def sanitizer_reports(text, what, context=40):
+    """The sanitizer reports in text, each with the lines around it."""
+    lines = text.splitlines()
+    out, last = [], -1
+    for i, l in enumerate(lines):
+        if i > last and SANITIZER_REPORT.search(l):
+            last = min(len(lines), i + context)
+            out.append("%s: %s" % (what, symbolize_report(
+                "\n".join(lines[max(0, i - 2):last]))))
+    return out
 
 
 def have_ipv6():
@@ -95,13 +180,46 @@ def free_port(ipv6=False):
     raise RuntimeError("no free port")
 
 
+def wait_for(predicate, timeout=10, what=None, interval=0.05):
+    """Poll predicate() until it returns something true, and return that;
+    fail after timeout seconds.  For waiting on an event (a file gone, a
+    process exited, a socket state), never on the clock.  what (a string,
+    or a function giving one at the time of failure) says what failed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = predicate()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            if callable(what):
+                what = what()
+            raise AssertionError("%s: not so after %gs" % (
+                what or getattr(predicate, "__name__", "condition"),
+                timeout))
+        time.sleep(interval)
+
+
 def run(argv, input=None, timeout=30, check=True):
     p = subprocess.run(argv, input=input, capture_output=True,
                        timeout=timeout)
+    if argv and argv[0] in (SMSUBMIT, REGRESS_SMSUBMIT):
+        check_output(argv[0], p.stdout + p.stderr)
     if check and p.returncode != 0:
         raise RuntimeError("%s: exit %d: %s" % (
             argv[0], p.returncode, p.stderr.decode(errors="replace")))
     return p
+
+
+REGRESS_SMSUBMIT = os.path.join(os.path.dirname(SMSUBMIT), "smsubmit-regress")
+
+
+def check_output(what, data):
+    """Fail on a sanitizer report in a command's output."""
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", "replace")
+    reports = sanitizer_reports(data, what)
+    if reports:
+        raise AssertionError("sanitizer report:\n" + "\n".join(reports))
 
 
 def ensure_users():
@@ -172,13 +290,87 @@ def pid_alive(pid):
         return False
 
 
+# --- what a process holds in memory (root only), for the key tests ---
+
+def key_secrets(keyfile):
+    """Every form of the private key that could sit in memory: name ->
+    bytes."""
+    with open(keyfile, "rb") as f:
+        pem = f.read()
+    body = b"".join(l for l in pem.splitlines() if not l.startswith(b"-"))
+    der = run(["openssl", "pkey", "-in", keyfile, "-outform", "DER"]).stdout
+    text = run(["openssl", "pkey", "-in", keyfile, "-text",
+                "-noout"]).stdout.decode()
+    out = {}
+    fields = {}
+    name = None
+    for line in text.splitlines():
+        m = re.match(r"^(\w+):\s*(.*)$", line)
+        if m:
+            name = m.group(1)
+            fields[name] = m.group(2).strip()
+        elif name and line.startswith(" "):
+            fields[name] += line.strip()
+    for field in ("priv", "prime1", "prime2", "privateExponent"):
+        if field not in fields:
+            continue
+        n = bytes.fromhex(fields[field].replace(":", ""))
+        n = n.lstrip(b"\0")
+        out[field + " (big-endian)"] = n
+        out[field + " (little-endian)"] = n[::-1]
+    assert any(k.startswith("priv") or k.startswith("prime") for k in out), \
+        "no private numbers read from %s: %s" % (keyfile, text[:200])
+    # the DER and PEM forms of the secret number alone (the public key
+    # is in them too, and in the certificate the listener holds)
+    secret = out.get("priv (big-endian)") or out["prime1 (big-endian)"]
+    off = der.index(secret)
+    out["DER"] = der[off:off + 24]
+    first = (off + 2) // 3        # the first base64 group inside it
+    out["PEM text"] = body[first * 4:first * 4 + 24]
+    return out
+
+
+def writable_memory(pid):
+    """The bytes of every writable mapping of pid (root only)."""
+    if sanitized():
+        # terabytes of shadow memory; the plain build is scanned
+        raise Skip("ASan build: the memory scan runs in the plain "
+                           "build")
+    chunks = []
+    with open("/proc/%d/maps" % pid) as maps, \
+            open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            addr, perms = line.split()[:2]
+            if "w" not in perms:
+                continue
+            lo, hi = (int(x, 16) for x in addr.split("-"))
+            try:
+                mem.seek(lo)
+                chunks.append(mem.read(hi - lo))
+            except (OSError, ValueError, OverflowError):
+                pass  # e.g. [vvar]
+    data = b"".join(chunks)
+    assert len(data) > 100000, "read only %d octets of %d" % (len(data), pid)
+    return data
+
+
+def found_in_memory(pid, needles):
+    """Names of the needles in the writable memory of pid."""
+    mem = writable_memory(pid)
+    return sorted(k for k, v in needles.items() if v in mem)
+
+
+
 class Smsubmit:
     """A daemon with its own directory, config, credentials and upstream."""
 
     def __init__(self, conf=None, extra=(), mechanisms="PLAIN LOGIN",
-                 ipv6=False, name="smsubmit", start=True, run_as=None):
+                 ipv6=False, name="smsubmit", start=True, run_as=None,
+                 env=None):
         """run_as (when root): start the daemon as that unprivileged
-        user instead, the way it runs when not started as root."""
+        user instead, the way it runs when not started as root.  env:
+        variables added to the daemon's environment (e.g. LD_PRELOAD)."""
+        self.env = dict(env or {})
         self.name = name
         self.ipv6 = ipv6
         self.dir = tempfile.mkdtemp(prefix="smsubmit-regress-")
@@ -191,6 +383,16 @@ class Smsubmit:
         self.pids = {}  # children seen, for cleanup after a crash
         self.final_log = None
         self.logf = None
+        # what fails the test whatever it asserted: sanitizer reports, a
+        # bad exit status (see check_sanitizer and stop_daemon)
+        self.problems = []
+        self.exit_seen = False
+        self._log_start = self._probes = 0
+        self._san_pos = 0
+        self._san_seen = {}
+        self.san_prefix = os.path.join(self.dir, "sanitizer", "report")
+        os.mkdir(os.path.dirname(self.san_prefix))
+        os.chmod(os.path.dirname(self.san_prefix), 0o1777)
         self.tls_port = free_port(ipv6)
         self.starttls_port = free_port(ipv6)
         self.relay_port = free_port()
@@ -338,11 +540,20 @@ class Smsubmit:
             argv = ["setpriv", "--reuid", self.run_as, "--regid",
                     str(pwd.getpwnam(self.run_as).pw_gid), "--clear-groups",
                     "--"] + argv
+        self.exit_seen = False
+        env = sanitizer_env(self.san_prefix) if sanitized() else \
+            dict(os.environ)
+        env.update(self.env)
+        if "LD_PRELOAD" in self.env and sanitized():
+            # the sanitizers' runtime wants to come first; it still works
+            env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + \
+                ":verify_asan_link_order=0"
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf,
-            cwd=self.dir, preexec_fn=self.preexec)
+            cwd=self.dir, env=env, preexec_fn=self.preexec)
         deadline = time.monotonic() + timeout
+        self._probes = 0
         addrs = ["127.0.0.1"] + (["::1"] if self.ipv6 else [])
         pending = [(a, p) for a in addrs
                    for p in (self.tls_port, self.starttls_port)]
@@ -357,6 +568,7 @@ class Smsubmit:
             try:
                 socket.create_connection((a, p), timeout=1).close()
                 pending.pop(0)
+                self._probes += 1
             except OSError:
                 time.sleep(0.05)
         # every child says when it is set up; the parent then logs this
@@ -395,9 +607,22 @@ class Smsubmit:
         if self.alive():
             os.kill(self.proc.pid, sig)
 
+    def wait_exit(self, timeout=15):
+        """The daemon is expected to exit (by itself, or after a signal
+        the test sent): wait for it and return its exit status."""
+        try:
+            status = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the daemon still runs %gs later" %
+                                 timeout)
+        self.exit_seen = True
+        return status
+
     def stop_daemon(self, timeout=15):
         """SIGTERM the daemon we started, SIGKILL if it lingers; return
-        its exit status (None if it was not running)."""
+        its exit status (None if it was not running).  Anything but a
+        clean exit 0 after the SIGTERM, or an exit nobody waited for
+        (wait_exit), is a problem that fails the test."""
         if self.proc is None:
             return None
         self._note_children(0)
@@ -405,10 +630,19 @@ class Smsubmit:
             os.kill(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
+                if self.proc.returncode != 0:
+                    self.problems.append("exit status %d after SIGTERM" %
+                                         self.proc.returncode)
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+                self.problems.append("still running %ds after SIGTERM" %
+                                     timeout)
+        elif not self.exit_seen:
+            self.problems.append("exited by itself with status %d" %
+                                 self.proc.returncode)
         self.kill_leftovers()
+        self.check_sanitizer()
         status = self.proc.returncode
         self.proc = None
         if self.logf:
@@ -459,6 +693,7 @@ class Smsubmit:
         finally:
             self.upstream.stop()
             if os.path.isdir(self.dir):
+                self.check_sanitizer()
                 self.final_log = self.log_tail()
             if self in live:
                 live.remove(self)
@@ -477,17 +712,73 @@ class Smsubmit:
     def log_tail(self, n=25):
         return self.log().splitlines()[-n:]
 
-    def wait_log(self, pattern, timeout=5):
+    def check_sanitizer(self):
+        """Sanitizer reports new since the last look, in the log (the
+        children's stderr) or in report files, go to self.problems."""
+        log = self.log()
+        new = log[self._san_pos:]
+        new = new[:new.rfind("\n") + 1]
+        self._san_pos += len(new)
+        self.problems += sanitizer_reports(new, "%s daemon log" % self.name)
+        where = os.path.dirname(self.san_prefix)
+        try:
+            names = sorted(os.listdir(where))
+        except OSError:
+            return
+        for name in names:
+            path = os.path.join(where, name)
+            try:
+                with open(path, "rb") as f:
+                    text = f.read().decode("utf-8", "replace")
+            except OSError:
+                continue
+            seen = self._san_seen.get(path, 0)
+            if len(text) > seen:
+                self._san_seen[path] = len(text)
+                self.problems.append("sanitizer report %s:\n%s" % (
+                    path, symbolize_report(text[seen:seen + 8000])))
+
+    def take_problems(self):
+        """What fails the test (see self.problems), now cleared."""
+        if os.path.isdir(self.dir):
+            self.check_sanitizer()
+        out, self.problems = self.problems, []
+        return out
+
+    def log_mark(self):
+        """Where the log ends now: wait_log(..., since=mark) looks only
+        at what comes after."""
+        return len(self.log())
+
+    def wait_log(self, pattern, timeout=5, since=0):
         """Poll the log for a regex; return the match or fail."""
         deadline = time.monotonic() + timeout
         while True:
-            m = re.search(pattern, self.log(), re.M)
+            m = re.search(pattern, self.log()[since:], re.M)
             if m:
                 return m
             if time.monotonic() > deadline:
                 raise AssertionError("log has no line matching %r after %gs"
                                      % (pattern, timeout))
             time.sleep(0.1)
+
+    def sessions_open(self):
+        """Session IDs the log shows connected and not yet gone, since
+        the daemon started; None while the start-up probes (the
+        connections start_daemon made to see it listen) are not all
+        logged."""
+        log = self.log()[self._log_start:]
+        opened = re.findall(r"session ([0-9a-f]{8}) connect from", log)
+        if len(opened) < self._probes:
+            return None
+        gone = set(re.findall(r"session ([0-9a-f]{8}) disconnect$", log,
+                              re.M))
+        return set(opened) - gone
+
+    def wait_idle(self, timeout=10):
+        """Until no session is open (the start-up probes included)."""
+        wait_for(lambda: self.sessions_open() == set(), timeout,
+                 lambda: "sessions still open: %s" % self.sessions_open())
 
     def children(self):
         """{title: pid} of the daemon's children, e.g. {"[smtp]": 1234}."""
@@ -524,10 +815,12 @@ class Smsubmit:
             token = token.encode()
         return [m for m in self.messages() if token in m.eml]
 
-    def queue_files(self):
-        """Every regular file under the queue directory."""
+    def queue_files(self, sub=None):
+        """Every regular file under the queue directory (or its
+        subdirectory sub: "tmp", "queue", "corrupt")."""
         out = []
-        for top, _, files in os.walk(self.queue):
+        for top, _, files in os.walk(os.path.join(self.queue, sub)
+                                     if sub else self.queue):
             out.extend(os.path.join(top, f) for f in files)
         return out
 

@@ -109,6 +109,7 @@ class _Handler(socketserver.StreamRequestHandler):
     def session(self, up):
         with up.lock:
             up.connections += 1
+            up.connect_times.append(time.monotonic())
             fail_connect = up._take("connect")
             fail_mail = up._take("mail")
         if fail_connect:
@@ -243,6 +244,8 @@ class Upstream:
         self.on_store = on_store
         self.lock = threading.Lock()
         self.connections = 0
+        self.connect_times = []     # time.monotonic() of each connection
+        self.command_times = []     # ... and of each of self.commands
         self.commands = []
         # replies to give, one per connection ("connect", "mail") or per
         # command ("mail_cmd")
@@ -330,6 +333,7 @@ class Upstream:
     def _log_cmd(self, cmd):
         with self.lock:
             self.commands.append(cmd)
+            self.command_times.append(time.monotonic())
 
     def _store(self, data, meta):
         with self.lock:

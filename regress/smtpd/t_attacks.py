@@ -104,6 +104,18 @@ def t_attack_helo_controls_not_in_log(d):
     c.quit()
     flushed(d, log)
     clean_log(log.text())
+    # and they did reach the log, escaped: each control character as
+    # something printable, the rest as it was (NUL refuses the line)
+    lines = log.text().split("\n")
+    for verb in ("EHLO", "HELO"):
+        for helo in HOSTILE_HELO:
+            if "\0" in helo:
+                continue
+            pat = re.compile(r"< %s %s$" % (verb, "[ -~]{1,6}".join(
+                re.escape(p) for p in CONTROL.split(helo))))
+            assert [l for l in lines if pat.search(l)], \
+                "%s %r not in the log, escaped:\n%s" % (
+                    verb, helo, "\n".join(l for l in lines if verb in l))
 
 
 # --- control characters in the AUTH identities ---

@@ -241,7 +241,9 @@ def timed(f, *a):
 
 def t_auth_failure_delay():
     """`auth delay 2s to 8s`: the first failure waits 2s, the next 4s;
-    meanwhile another session is served at once."""
+    meanwhile another session is served at once.  "At once" and "not
+    delayed" are measured against the shortest delay (2s), not against
+    the machine's speed."""
     with Smsubmit(conf={"auth delay": "2s to 8s"}) as d:
         c = ready(d)
         r, took = timed(c.auth_plain, "alice", "wrong")
@@ -251,7 +253,7 @@ def t_auth_failure_delay():
         c.line("AUTH PLAIN " + b64("\0alice\0wrong again"))
         t0 = time.monotonic()
         expect(other.cmd("NOOP"), 250, "2.0.0")
-        assert time.monotonic() - t0 < 1, "another session was held"
+        assert time.monotonic() - t0 < 1.8, "another session was held"
         r = c.reply(timeout=15)
         took = time.monotonic() - t0
         expect(r, 535, "5.7.8")
@@ -259,7 +261,7 @@ def t_auth_failure_delay():
         # a success is not delayed
         r, took = timed(other.auth_plain, "bob", USERS["bob"])
         expect(r, 235, "2.7.0")
-        assert took < 1, "success answered after %.1fs" % took
+        assert took < 1.8, "success delayed: answered after %.1fs" % took
 
 
 def t_auth_ban():
@@ -272,7 +274,9 @@ def t_auth_ban():
         expect(c.auth_plain("alice", "wrong"), 535, "5.7.8")
         expect(c.auth_login("alice", "wrong"), 535, "5.7.8")
         c.quit()
-        time.sleep(0.5)
+        # the ban reaches the listener before the 535 that made it
+        d.wait_log(r"session [0-9a-f]{8} banned 127\.0\.0\.1 for 60s "
+                   r"after 2 auth failures")
         for kind in ("starttls", "tls"):
             # refused at accept, before any TLS work (SPEC section 5)
             refused_at_accept(d, kind)
@@ -281,3 +285,47 @@ def t_auth_ban():
         if v6:
             c = d.client("starttls", host="::1")
             expect(c.greeting, 220, what="::1 is another address")
+
+
+def t_auth_password_store_unreadable_454():
+    """SPEC 5: the authentication back end unavailable (here Cyrus SASL
+    cannot open its sasldb) is 454 4.7.0, the session goes on, and it is
+    not counted as a failure: not towards `auth max-failures 3`, not in a
+    line for fail2ban.  Once the store is back, the same session works."""
+    with Smsubmit() as d:
+        db = os.path.join(d.dir, "sasldb")
+        mode = os.stat(db).st_mode & 0o7777
+        c = ready(d)
+        mark = d.log_mark()
+        os.chmod(db, 0)
+        try:
+            for _ in range(4):
+                expect(c.auth_plain("alice", USERS["alice"]), 454, "4.7.0")
+            expect(c.cmd("NOOP"), 250, "2.0.0")
+        finally:
+            os.chmod(db, mode)
+        expect(c.auth_plain("alice", USERS["alice"]), 235, "2.7.0")
+        log = d.log()[mark:]
+        assert "auth failed for" not in log, log
+        assert "auth error mechanism=PLAIN from 127.0.0.1" in log, log
+
+
+def t_auth_response_line_too_long():
+    """SPEC 5: a SASL response line over 12288 octets gets 500 5.5.6 and
+    ends the exchange (one reply, whether the line comes whole or in
+    pieces); a new AUTH then works in the same session."""
+    with Smsubmit() as d:
+        for pieces in (1, 8):
+            c = ready(d)
+            expect(c.cmd("AUTH LOGIN"), 334)
+            line = b"QUFB" * 4000 + b"\r\n"         # 16002 octets
+            step = len(line) // pieces + 1
+            for i in range(0, len(line), step):
+                c.send(line[i:i + step])
+                time.sleep(0.05)
+            expect(c.reply(), 500, "5.5.6", "%d piece(s)" % pieces)
+            assert c.pending(0.5) == b"", "more than one reply"
+            # the exchange is over: not a 334 for the next line
+            expect(c.cmd("NOOP"), 250, "2.0.0")
+            expect(c.auth_plain("alice", USERS["alice"]), 235, "2.7.0")
+            c.quit()

@@ -9,7 +9,7 @@ import re
 import time
 
 from harness import HOSTNAME, Smsubmit, expect, message, stuff, timeout, \
-    unique, queue_id
+    unique, queue_id, wait_for
 
 WAIT = 30
 
@@ -167,7 +167,9 @@ def t_bounce_not_for_null_sender():
         d.wait_log(r"message %s: delivered to 0 of 1 recipients, removed"
                    % qid)
         # a bounce is committed before the message is removed: with
-        # queue/ empty now, none can ever come
+        # queue/ empty now, none can ever come (the log line comes just
+        # before the files go: wait for that)
+        wait_for(lambda: not queued(d), 10, lambda: d.queue_files())
         assert not queued(d), d.queue_files()
         mails = [c for c in d.upstream.commands if c.upper().startswith(
             "MAIL FROM:")]

@@ -1,6 +1,8 @@
 """Real clients end to end: curl, swaks, openssl s_client, smtplib."""
 
+import os
 import re
+import select
 import smtplib
 import ssl
 import subprocess
@@ -119,30 +121,80 @@ def t_swaks_without_tls_refused(d):
     # swaks sees no AUTH in the plaintext EHLO reply
     assert "AUTH" not in "\n".join(l for l in out.splitlines()
                                    if l.startswith("<-")), out[-600:]
+    # ... of a server that answered (not one that is down): greeted,
+    # EHLO answered with STARTTLS, and swaks' exit 28 "host did not
+    # advertise authentication" (a refused connection is exit 2)
+    heard = [l[4:] for l in out.splitlines() if l.startswith("<-")]
+    assert "220 %s ESMTP smsubmit" % HOSTNAME in heard, out[-600:]
+    assert "250 STARTTLS" in heard, out[-600:]
+    assert p.returncode == 28, "swaks exit %d:\n%s" % (p.returncode,
+                                                       out[-600:])
 
 
-def s_client(d, args, lines):
-    """Feed lines to openssl s_client, paced; return its output."""
+class Output:
+    """What a child prints, read as it comes, with a deadline."""
+
+    def __init__(self, p):
+        self.p = p
+        self.buf = b""
+        self.text = ""
+
+    def reply(self, timeout=20):
+        """The next final reply line ("NNN text") it prints."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                line = line.decode(errors="replace").rstrip("\r")
+                self.text += line + "\n"
+                # s_client -starttls echoes the last line of the EHLO
+                # reply it read before TLS; after TLS none says STARTTLS
+                if re.match(r"\d{3} ", line) and line != "250 STARTTLS":
+                    return line
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no reply from s_client within %gs:\n%s"
+                                     % (timeout, self.text + repr(self.buf)))
+            ready, _, _ = select.select([self.p.stdout], [], [], left)
+            if ready:
+                data = os.read(self.p.stdout.fileno(), 65536)
+                if not data:
+                    raise AssertionError("s_client ended:\n%s" % (
+                        self.text + repr(self.buf)))
+                self.buf += data
+
+
+def s_client(d, args, lines, greeting):
+    """Talk through openssl s_client, each command sent once the reply
+    to the one before is in (and the greeting, if it prints one); return
+    its output."""
     p = subprocess.Popen(["openssl", "s_client", "-quiet", "-crlf",
                           "-CAfile", d.cert, "-verify_return_error",
                           "-verify_hostname", HOSTNAME,
                           "-servername", HOSTNAME] + args,
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT)
+    out = Output(p)
     try:
-        time.sleep(0.5)
+        if greeting:
+            out.reply()
+        in_data = False
         for line in lines:
             p.stdin.write(line.encode() + b"\n")
             p.stdin.flush()
-            time.sleep(0.15)
+            if in_data and line != ".":
+                continue
+            r = out.reply()
+            in_data = line == "DATA" and r.startswith("354")
         # communicate() closes stdin; -quiet reads on until the server
         # closes after QUIT
-        out, _ = p.communicate(timeout=20)
+        rest, _ = p.communicate(timeout=20)
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
-    return out.decode(errors="replace")
+    return out.text + out.buf.decode(errors="replace") + \
+        rest.decode(errors="replace")
 
 
 def dialogue(tag):
@@ -157,7 +209,8 @@ def dialogue(tag):
 def t_openssl_s_client_starttls(d):
     tag = unique("sclient")
     out = s_client(d, ["-starttls", "smtp", "-connect",
-                       "127.0.0.1:%d" % d.starttls_port], dialogue(tag))
+                       "127.0.0.1:%d" % d.starttls_port], dialogue(tag),
+                   greeting=False)
     assert re.search(r"^235 2\.7\.0", out, re.M), out
     assert re.search(r"^250 2\.0\.0 .*queued as [0-9A-Fa-f]{16}", out,
                      re.M), out
@@ -169,7 +222,7 @@ def t_openssl_s_client_starttls(d):
 def t_openssl_s_client_tls(d):
     tag = unique("sclienttls")
     out = s_client(d, ["-connect", "127.0.0.1:%d" % d.tls_port],
-                   dialogue(tag))
+                   dialogue(tag), greeting=True)
     assert re.search(r"^220 %s ESMTP smsubmit" % HOSTNAME, out, re.M), out
     assert re.search(r"^250 2\.0\.0 .*queued as", out, re.M), out
     check_arrived(d, tag)

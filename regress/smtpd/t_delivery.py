@@ -6,8 +6,8 @@ import random
 import re
 import time
 
-from harness import expect, message, queue_id, strip_received, stuff, \
-    unique
+from harness import Skip, Smsubmit, USERS, expect, have_ipv6, message, \
+    queue_id, strip_received, stuff, unique
 
 KINDS = ("tls", "starttls")
 
@@ -310,3 +310,49 @@ def t_pipelining_around_auth(d):
     c.send("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\n")
     expect(c.reply(), 250, "2.1.0")
     expect(c.reply(), 250, "2.1.5")
+
+
+def t_received_header_after_helo_and_auth(d):
+    """HELO (not EHLO), then AUTH: the Received header names the HELO
+    and says SMTPSA (RFC 3848), on both listeners."""
+    for kind in KINDS:
+        c = d.client(kind)
+        if kind == "starttls":
+            c.ehlo("before-tls.example")
+            c.starttls()
+        expect(c.cmd("HELO helo-%s.example" % kind), 250)
+        expect(c.auth_plain("alice", USERS["alice"]), 235, "2.7.0")
+        qid = c.send_message("alice@example.org", ["bob@example.org"],
+                             message(unique("helo")))
+        version, cipher = c.version(), c.cipher()
+        c.quit()
+        received, _ = strip_received(d.wait_message(qid).eml)
+        text = re.sub(r"\r\n[ \t]+", " ", received.decode())
+        assert text.startswith("Received: from helo-%s.example ([127.0.0.1])"
+                               " by " % kind), text
+        assert "with SMTPSA id %s " % qid in text, text
+        assert "ESMTPSA" not in text and "before-tls" not in text, text
+        assert "version=%s cipher=%s" % (version, cipher) in text, text
+
+
+def t_received_header_over_ipv6():
+    """From ::1 the client's address is an IPv6 address literal
+    (RFC 5321 4.1.3): [IPv6:::1]."""
+    if not have_ipv6():
+        raise Skip("::1 unavailable")
+    with Smsubmit(ipv6=True) as d:
+        for kind in KINDS:
+            c = d.client(kind, host="::1")
+            if kind == "starttls":
+                c.ehlo()
+                c.starttls()
+            c.ehlo("v6-%s.example" % kind)
+            expect(c.auth_plain("alice", USERS["alice"]), 235, "2.7.0")
+            qid = c.send_message("alice@example.org", ["bob@example.org"],
+                                 message(unique("v6")))
+            c.quit()
+            received, _ = strip_received(d.wait_message(qid).eml)
+            text = re.sub(r"\r\n[ \t]+", " ", received.decode())
+            assert text.startswith("Received: from v6-%s.example "
+                                   "([IPv6:::1]) by " % kind), text
+            assert "with ESMTPSA id %s " % qid in text, text

@@ -78,8 +78,9 @@ def t_fail2ban_filter_matches_failures(d):
     c.quit()
     # a success
     d.session(user="bob", password=USERS["bob"]).quit()
-    d.wait_log(r"authenticated user=bob\b")
-    time.sleep(0.3)  # the last session's lines
+    m = d.wait_log(r"session ([0-9a-f]{8}) authenticated user=bob\b")
+    # the last session's lines are all in once it is gone
+    d.wait_log(r"session %s disconnect$" % m.group(1))
     text = d.log()[start:]
     failures = [l for l in text.splitlines()
                 if re.match(r"auth: session [0-9a-f]{8} auth failed ", l)]

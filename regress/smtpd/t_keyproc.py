@@ -50,71 +50,9 @@ def daemon(kind):
     return d
 
 
-def secrets(keyfile):
-    """Every form of the private key that could sit in memory: name ->
-    bytes."""
-    with open(keyfile, "rb") as f:
-        pem = f.read()
-    body = b"".join(l for l in pem.splitlines() if not l.startswith(b"-"))
-    der = run(["openssl", "pkey", "-in", keyfile, "-outform", "DER"]).stdout
-    text = run(["openssl", "pkey", "-in", keyfile, "-text",
-                "-noout"]).stdout.decode()
-    out = {}
-    fields = {}
-    name = None
-    for line in text.splitlines():
-        m = re.match(r"^(\w+):\s*(.*)$", line)
-        if m:
-            name = m.group(1)
-            fields[name] = m.group(2).strip()
-        elif name and line.startswith(" "):
-            fields[name] += line.strip()
-    for field in ("priv", "prime1", "prime2", "privateExponent"):
-        if field not in fields:
-            continue
-        n = bytes.fromhex(fields[field].replace(":", ""))
-        n = n.lstrip(b"\0")
-        out[field + " (big-endian)"] = n
-        out[field + " (little-endian)"] = n[::-1]
-    assert any(k.startswith("priv") or k.startswith("prime") for k in out), \
-        "no private numbers read from %s: %s" % (keyfile, text[:200])
-    # the DER and PEM forms of the secret number alone (the public key
-    # is in them too, and in the certificate the listener holds)
-    secret = out.get("priv (big-endian)") or out["prime1 (big-endian)"]
-    off = der.index(secret)
-    out["DER"] = der[off:off + 24]
-    first = (off + 2) // 3        # the first base64 group inside it
-    out["PEM text"] = body[first * 4:first * 4 + 24]
-    return out
-
-
-def writable_memory(pid):
-    """The bytes of every writable mapping of pid (root only)."""
-    if harness.sanitized():
-        # terabytes of shadow memory; the plain build is scanned
-        raise harness.Skip("ASan build: the memory scan runs in the plain "
-                           "build")
-    chunks = []
-    with open("/proc/%d/maps" % pid) as maps, \
-            open("/proc/%d/mem" % pid, "rb", 0) as mem:
-        for line in maps:
-            addr, perms = line.split()[:2]
-            if "w" not in perms:
-                continue
-            lo, hi = (int(x, 16) for x in addr.split("-"))
-            try:
-                mem.seek(lo)
-                chunks.append(mem.read(hi - lo))
-            except (OSError, ValueError, OverflowError):
-                pass  # e.g. [vvar]
-    data = b"".join(chunks)
-    assert len(data) > 100000, "read only %d octets of %d" % (len(data), pid)
-    return data
-
-
-def found(pid, needles):
-    mem = writable_memory(pid)
-    return sorted(k for k, v in needles.items() if v in mem)
+secrets = harness.key_secrets
+writable_memory = harness.writable_memory
+found = harness.found_in_memory
 
 
 def handshake(d, kind, version):
@@ -239,11 +177,9 @@ def t_keyproc_key_not_matching_certificate_refuses_start():
             d.start_daemon(timeout=10)
         except RuntimeError:
             pass
-        deadline = time.monotonic() + 20
-        while d.alive():
-            assert time.monotonic() < deadline, "still running"
-            time.sleep(0.1)
+        status = d.wait_exit(20)
         assert d.proc.returncode == 1, d.proc.returncode
+        assert status == 1, status
         log = d.log()
         assert "the key does not match the certificate" in log, log
         assert "priv: started," not in log, log
@@ -255,11 +191,10 @@ def t_keyproc_killed_stops_daemon():
     with Smsubmit(name="keyproc") as d:
         pid = d.children()["[crypto]"]
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while d.alive():
-            assert time.monotonic() < deadline, \
-                "daemon survived its key process"
-            time.sleep(0.1)
+        try:
+            d.wait_exit(10)
+        except AssertionError:
+            raise AssertionError("daemon survived its key process")
         assert d.proc.returncode == 1, d.proc.returncode
         assert re.search(r"crypto process killed by signal 9", d.log())
         d.kill_leftovers(wait=5)

@@ -130,7 +130,8 @@ def t_proxy_v1_and_v2_client_is_the_header_s():
         for tag, client in tags.items():
             m = d.wait_message(tag)
             recv = m.eml.split(b"\r\n\r\n")[0].decode()
-            assert "Received: from client.test ([%s])" % client in recv, \
+            literal = ("IPv6:" if ":" in client else "") + client
+            assert "Received: from client.test ([%s])" % literal in recv, \
                 recv
         log = d.log()
         for client in set(tags.values()):

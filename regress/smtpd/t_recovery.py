@@ -4,7 +4,7 @@ in corrupt/ without stopping the rest."""
 
 import os
 
-from harness import Smsubmit, message, unique
+from harness import Smsubmit, message, strip_received, unique
 from scripted import substitute
 
 
@@ -39,7 +39,7 @@ def t_queue_quarantines_corrupt_envelope():
             f.write("version 1\nid %s\nrcpt maybe <x>\n" % bid)
         d.upstream.start()
         d.start_daemon()
-        d.wait_message(good, timeout=20)
+        relayed = d.wait_message(good, timeout=20)
         d.wait_log("moved to corrupt/")
         corrupt = os.path.join(d.queue, "corrupt")
         assert sorted(os.listdir(corrupt)) == [bid + ".env", bid + ".msg"], \
@@ -47,6 +47,11 @@ def t_queue_quarantines_corrupt_envelope():
         assert not d.find_messages(bad), "a corrupt message was relayed"
         assert d.pid and d.alive(), "the queue's problem stopped the daemon"
         assert gid != bid
+        # what went out is the message queued as gid, and only it
+        received, _ = strip_received(relayed.eml)
+        assert gid.encode() in received and bid.encode() not in received, \
+            received
+        assert not [m for m in d.messages() if bid.encode() in m.eml]
 
 
 def t_queue_relay_reply_with_tab_survives_restart():

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 from harness import Skip, Smsubmit, expect, message, need_root, \
-    strip_received, stuff, timeout, unique
+    strip_received, stuff, timeout, unique, wait_for
 
 TIMEOUT = 120
 WAIT = 60
@@ -33,10 +33,18 @@ def queued_copies(d, tag):
     return out
 
 
+def drained(d, tag, timeout=WAIT):
+    """Wait until no queue file holds tag: from then on no copy of it
+    can be sent."""
+    wait_for(lambda: not queued_copies(d, tag), timeout,
+             lambda: "still queued: %s" % queued_copies(d, tag))
+
+
 def once(d, tag):
-    """Delivered, and exactly once: no duplicate comes later."""
+    """Delivered, and exactly once: no duplicate comes later (the queue
+    no longer has it)."""
     m = d.wait_message(tag, WAIT)
-    time.sleep(1.5)
+    drained(d, tag)
     n = len(d.find_messages(tag))
     assert n == 1, "%d copies of %s delivered" % (n, tag)
     return m
@@ -48,7 +56,8 @@ def t_relay_retry_upstream_down():
         tag = unique("down")
         msg = message(tag)
         qid = d.submit(msg)
-        time.sleep(2)
+        # an attempt failed: the message waits in the queue
+        d.wait_log(r"message %s: 1 recipients deferred .*retry in" % qid, 10)
         assert queued_copies(d, tag), "not in the queue while relay is down"
         d.upstream.start()
         m = once(d, tag)
@@ -83,7 +92,7 @@ def t_relay_retry_after_rcpt_4xx():
                 break
             assert time.monotonic() < deadline, "carol's copy never came"
             time.sleep(0.2)
-        time.sleep(1.5)
+        drained(d, tag)
         rcpts = sorted(r for m in d.find_messages(tag) for r in m.rcpt_to)
         assert rcpts == ["bob@example.org", "carol@example.org"], rcpts
 
@@ -106,7 +115,7 @@ def t_relay_recovery_after_restart():
         status = d.stop_daemon()
         assert status == 0, "exit status %s on SIGTERM" % status
         d.upstream.start()
-        time.sleep(1)
+        # every process of the daemon is gone: nothing can deliver now
         assert not d.find_messages(tag), "delivered while stopped?"
         d.start_daemon()
         m = once(d, tag)
@@ -129,7 +138,7 @@ def t_queue_file_removed_after_delivery():
         d.upstream.stop()
         tag = unique("rm")
         d.submit(message(tag))
-        time.sleep(1)
+        # committed before the 250
         assert queued_copies(d, tag), "message not found in the queue"
         d.upstream.start()
         d.wait_message(tag, WAIT)
@@ -197,7 +206,11 @@ def t_bounce_is_never_bounced():
         while not null_sender_mails(d):
             assert time.monotonic() < deadline, "no bounce was attempted"
             time.sleep(0.2)
-        time.sleep(5)
+        # the refused bounce is dropped: once the queue is empty nothing
+        # more can be sent
+        d.wait_log(r"message [0-9a-f]{16}: no bounce for a null sender", 10)
+        wait_for(lambda: not d.queue_files("queue"), WAIT,
+                 lambda: "still queued: %s" % d.queue_files("queue"))
         assert d.messages() == [], "delivered: %r" % d.messages()
         assert len(null_sender_mails(d)) == 1, d.upstream.commands
         rcpts = [c for c in d.upstream.commands
@@ -212,6 +225,44 @@ def leftovers(d):
     and the control socket."""
     return [f for f in d.queue_files() if os.path.isfile(f) and
             not f.startswith(os.path.join(d.queue, "queue") + "/")]
+
+
+def disk_full(d):
+    """A message too big for the space left: 452 4.3.1, nothing left
+    behind; the next message, which fits, is taken and relayed."""
+    c = d.session()
+    expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0")
+    expect(c.cmd("RCPT TO:<bob@example.org>"), 250, "2.1.5")
+    expect(c.cmd("DATA"), 354)
+    big = message(unique("full"), ("y" * 70 + "\r\n") * 8000)
+    c.send(stuff(big))
+    expect(c.reply(timeout=20), 452, "4.3.1", "disk full")
+    wait_for(lambda: leftovers(d) == [], 10,
+             lambda: "left behind: %s" % leftovers(d))
+    assert leftovers(d) == [], "left behind: %s" % leftovers(d)
+    assert not d.queue_files("queue"), d.queue_files("queue")
+    tag = unique("fits")
+    qid = c.send_message("alice@example.org", ["bob@example.org"],
+                         message(tag))
+    d.wait_message(qid)
+    c.quit()
+
+
+SHIM = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), "shim", "enospc.so")
+
+
+def t_queue_disk_full_preloaded():
+    """The same where mount(8) is not allowed: regress/shim/enospc.so
+    fails writes past 256K of a queue file with ENOSPC."""
+    if not os.path.exists(SHIM):
+        raise Skip("%s not built (make regress/shim/enospc.so)" % SHIM)
+    with Smsubmit(conf={"queue retry": "1s to 4s"},
+                  env={"LD_PRELOAD": SHIM,
+                       "SMSUBMIT_ENOSPC_AT": str(256 * 1024)}) as d:
+        disk_full(d)
+        assert re.search(r"No space left on device|ENOSPC|4\.3\.1",
+                         d.log()), "the log does not say why"
 
 
 def t_queue_disk_full():
@@ -230,20 +281,7 @@ def t_queue_disk_full():
         raise Skip("cannot mount a tmpfs: %s" % e.stderr.decode().strip())
     try:
         d.start()
-        c = d.session()
-        expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0")
-        expect(c.cmd("RCPT TO:<bob@example.org>"), 250, "2.1.5")
-        expect(c.cmd("DATA"), 354)
-        big = message(unique("full"), ("y" * 70 + "\r\n") * 8000)
-        c.send(stuff(big))
-        expect(c.reply(timeout=20), 452, "4.3.1", "disk full")
-        time.sleep(0.5)
-        assert leftovers(d) == [], "left behind: %s" % leftovers(d)
-        tag = unique("fits")
-        qid = c.send_message("alice@example.org", ["bob@example.org"],
-                             message(tag))
-        d.wait_message(qid)
-        c.quit()
+        disk_full(d)
     finally:
         d.stop_daemon()
         subprocess.run(["umount", d.queue], capture_output=True)
@@ -268,7 +306,8 @@ def t_queue_commit_failure():
             tag = unique("nocommit")
             c.send(stuff(message(tag)))
             expect(c.reply(), 451, "4.3.0", "commit failure")
-            time.sleep(0.5)
+            wait_for(lambda: leftovers(d) == [], 10,
+                     lambda: "left behind: %s" % leftovers(d))
             assert leftovers(d) == [], "left behind: %s" % leftovers(d)
             assert not queued_copies(d, tag)
         finally:
@@ -277,3 +316,64 @@ def t_queue_commit_failure():
                              message(unique("after")))
         d.wait_message(qid)
         assert not d.find_messages(tag), "the refused message was relayed"
+
+
+@timeout(90)
+def t_relay_backoff_grows():
+    """SPEC 6, exponential backoff: with `queue retry 1s to 4s` the
+    delays announced after each failed attempt are 1s, 2s, then 4s (plus
+    up to a quarter of jitter) and no more; and the relay host sees the
+    attempts that far apart."""
+    with daemon() as d:
+        d.upstream.fail_mail(4, per="command")
+        tag = unique("backoff")
+        qid = d.submit(message(tag))
+        once(d, tag)
+        delays = [int(x) for x in re.findall(
+            r"message %s: 1 recipients deferred \(.*\), retry in (\d+)s"
+            % qid, d.log())]
+        assert len(delays) == 4, "deferrals: %s" % delays
+        assert delays[0] == 1 and delays[1] == 2, delays
+        assert all(4 <= x <= 5 for x in delays[2:]), delays
+        times = [t for c, t in zip(d.upstream.commands,
+                                   d.upstream.command_times)
+                 if c.upper().startswith("MAIL FROM:")]
+        assert len(times) == 5, "%d attempts" % len(times)
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        # the schedule is in whole seconds: a retry may come up to 1s
+        # before the announced delay is over, never sooner
+        for want, got in zip(delays, gaps):
+            assert got >= want - 1, "retried %.2fs after a failure that " \
+                "announced %ds: %s" % (got, want, gaps)
+        assert gaps[2] > gaps[0], "no growth: %s" % gaps
+
+
+@timeout(120)
+def t_deferred_bounce_expires():
+    """A bounce its recipient (the sender) defers is retried until `queue
+    lifetime`, then dropped: not bounced, not sent anywhere else, the
+    queue left empty."""
+    with daemon(**{"queue lifetime": "3s"}) as d:
+        d.upstream.reject_rcpt("nobody@example.org")
+        d.upstream.defer_rcpt("alice@example.org")
+        tag = unique("bounceexp")
+        qid = d.submit(message(tag), sender="alice@example.org",
+                       rcpts=["nobody@example.org"])
+        m = d.wait_log(r"message %s: bounce ([0-9a-f]{16}) sent to "
+                       r"<alice@example\.org>" % qid, WAIT)
+        bid = m.group(1)
+        d.wait_log(r"message %s: 1 recipients deferred" % bid, WAIT)
+        d.wait_log(r"message %s: expired after \d+s" % bid, 60)
+        d.wait_log(r"message %s: no bounce for a null sender" % bid, 10)
+        d.wait_log(r"message %s: delivered to 0 of 1 recipients, removed"
+                   % bid, 10)
+        wait_for(lambda: not d.queue_files("queue"), 10,
+                 lambda: "still queued: %s" % d.queue_files("queue"))
+        assert d.messages() == [], "delivered: %r" % d.messages()
+        nulls = null_sender_mails(d)
+        assert len(nulls) >= 2, "the bounce was not retried: %s" % \
+            d.upstream.commands
+        rcpts = [c for c in d.upstream.commands
+                 if re.match(r"(?i)RCPT TO:", c)]
+        assert all("alice@example.org" in r or "nobody@example.org" in r
+                   for r in rcpts), rcpts

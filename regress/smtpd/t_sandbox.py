@@ -38,6 +38,19 @@ def t_sandbox_children_filtered(d):
         assert seccomp == "2", "%s (%d): Seccomp %s, want 2 (filter)" % (
             title, pid, seccomp)
         assert nnp == "1", "%s (%d): NoNewPrivs %s" % (title, pid, nnp)
+    # The above holds as well when the runner is itself filtered (the
+    # children would inherit it): the filter must be the daemon's, one
+    # more than the runner and the daemon's parent process have.
+    mine = proc_status(os.getpid()).get("Seccomp_filters")
+    if mine is None:
+        raise Skip("no Seccomp_filters in /proc/PID/status (Linux < 5.9)")
+    parent = proc_status(d.pid).get("Seccomp_filters")
+    assert parent == mine, "the parent has %s filters, the runner %s" % (
+        parent, mine)
+    for title, pid in sorted(kids.items()):
+        n = proc_status(pid).get("Seccomp_filters")
+        assert int(n) == int(mine) + 1, "%s (%d): %s seccomp filters, the " \
+            "runner %s: not one of its own" % (title, pid, n, mine)
 
 
 @contextlib.contextmanager
@@ -89,8 +102,8 @@ def t_sandbox_violation_kills_daemon():
         d.wait_log(r"smtp process killed by its sandbox: forbidden "
                    r"system call openat\b", 10)
         try:
-            status = d.proc.wait(15)
-        except Exception:
+            status = d.wait_exit(15)
+        except AssertionError:
             raise AssertionError("the parent still runs 15s after the "
                                  "violation")
         assert status != 0, "exit status %d after a violation" % status
@@ -124,7 +137,7 @@ def violation(arg, pattern):
         except Closed:
             pass
         d.wait_log(pattern, 10)
-        status = d.proc.wait(15)
+        status = d.wait_exit(15)
         assert status != 0, status
         assert "let it through" not in d.log()
 

@@ -87,7 +87,14 @@ def t_senders_check_header_from():
         bad = [("From: Bob <bob@example.org>",),
                ("From: alice@example.org, bob@example.org",),
                ("From: alice@example.org", "From: alice@example.org"),
-               ()]
+               (),
+               # what the check must not skip: past a NUL, a second word,
+               # text after the address, an address outside the <>
+               ("From: <alice@example.org>\0<bob@example.org>",),
+               ("From: alice@example.org bob@example.org",),
+               ("From: <alice@example.org> bob@example.org",),
+               ("From: Alice <alice@example.org>, bob@example.org",),
+               ("From: bob@example.org <alice@example.org>",)]
         for froms in bad:
             tag = unique("hbad")
             msg = ("\r\n".join(froms + ("To: bob@example.org",
@@ -98,10 +105,19 @@ def t_senders_check_header_from():
             expect(c.cmd("DATA"), 354)
             c.send(stuff(msg))
             expect(c.reply(), 550, "5.7.1", "From: lines %s" % (froms,))
+        # and what a name may hold: quotes, commas, an @ in quotes
+        for line in ('From: "Doe, Alice" <alice@example.org>',
+                     'From: "alice@example.org" <alice@example.org>',
+                     "From: <alice@example.org>, x <y@alice.example>",
+                     "From: alice@example.org, z@alice.example"):
+            qid = c.send_message("alice@example.org", ["bob@example.org"],
+                                 (line + "\r\nSubject: %s\r\n\r\nx\r\n" %
+                                  unique("hok")).encode())
+            d.wait_message(qid)
         c.send_message("alice@example.org", ["bob@example.org"],
                        message(unique("hlast")))
-        d.wait_messages(2)
-        assert len(d.messages()) == 2, [m.eml[:200] for m in d.messages()]
+        d.wait_messages(6)
+        assert len(d.messages()) == 6, [m.eml[:200] for m in d.messages()]
 
 
 def data_reply(c, headers):

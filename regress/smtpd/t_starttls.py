@@ -1,6 +1,6 @@
 """STARTTLS (RFC 3207): nothing useful before it, nothing smuggled across."""
 
-from harness import USERS, b64, expect
+from harness import USERS, b64, expect, message, strip_received, unique
 
 
 def plain_session(d):
@@ -97,8 +97,19 @@ def t_starttls_injection_auth(d):
 def t_starttls_resets_state(d):
     """RFC 3207: after the handshake the client starts over with EHLO;
     what was said before (HELO name) is forgotten, AUTH is now offered."""
-    c = plain_session(d)
+    c = d.client("starttls")
+    c.ehlo("before.test")
     c.starttls()
+    # the EHLO before TLS counts for nothing: as on a new connection
+    expect(c.auth_plain("alice", USERS["alice"]), 503, "5.5.1")
+    expect(c.cmd("MAIL FROM:<alice@example.org>"), 530, "5.7.0")
     r = c.ehlo("after.test")
     assert any(x.startswith("AUTH ") for x in c.caps), r
     expect(c.auth_plain("alice", USERS["alice"]), 235, "2.7.0")
+    # and the name in the Received header is the one given after TLS
+    tag = unique("reset")
+    qid = c.send_message("alice@example.org", ["bob@example.org"],
+                         message(tag))
+    received, _ = strip_received(d.wait_message(qid).eml)
+    assert b"from after.test " in received, received
+    assert b"before.test" not in received, received

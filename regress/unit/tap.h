@@ -11,6 +11,7 @@
 #define TAP_H
 
 #include <stdio.h>
+#include <stdlib.h>
 
 static int tap_n, tap_failed;
 
@@ -25,6 +26,19 @@ static int tap_n, tap_failed;
 	if (!tap_c)							\
 		printf("#   failed at %s:%d\n", __FILE__, __LINE__);	\
 	fflush(stdout);							\
+} while (0)
+
+/*
+ * A test's own set-up that did not come out as meant: not a check of the
+ * code under test, so not counted; the binary stops with an error.
+ */
+#define fixture(cond) do {						\
+	if (!(cond)) {							\
+		printf("Bail out! fixture %s at %s:%d\n", #cond,	\
+		    __FILE__, __LINE__);				\
+		fflush(stdout);						\
+		exit(2);						\
+	}								\
 } while (0)
 
 static inline int

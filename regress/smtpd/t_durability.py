@@ -1,0 +1,219 @@
+"""SPEC section 6: "250 after DATA means the message and its envelope are
+on stable storage (file fsync'd, renamed into place, directory
+fsync'd)".  The kill -9 tests only show that a process crash is survived,
+which the page cache survives too; here the order is proven instead, from
+the system calls of the queue and the listener (strace): for every
+accepted message, every write of its data into tmp/ID ends before the
+fsync of that file, the fsync of the file and of its envelope end before
+their renames into queue/, the fsync of queue/ begins after both renames,
+and all of it ends before the listener writes the 250 to the client's
+socket.  The 250 is told from the other writes on that socket by its
+length: a TLS 1.3 record is the reply's length plus 22 octets."""
+
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import time
+
+from harness import Skip, expect, message, queue_id, stuff, timeout, unique
+
+TRACED = ("fsync,fdatasync,sync_file_range,write,writev,pwrite64,sendto,"
+          "sendmsg,rename,renameat,renameat2")
+TLS13_OVERHEAD = 5 + 1 + 16     # record header, content type, AEAD tag
+
+LINE = re.compile(r"^(\d+)\s+(\d+\.\d+) (.*)$")
+CALL = re.compile(r"^(\w+)\((.*)\) += (-?\d+)(?: [A-Z]\w*(?: \(.*\))?)? "
+                  r"<([\d.]+)>$")
+
+
+class Call:
+    def __init__(self, pid, start, name, args, ret, dur):
+        self.pid, self.start, self.name = pid, start, name
+        self.args, self.ret, self.end = args, ret, start + dur
+
+    def __repr__(self):
+        return "%d %.6f-%.6f %s(%s) = %d" % (self.pid, self.start, self.end,
+                                             self.name, self.args[:120],
+                                             self.ret)
+
+
+def parse(text):
+    """strace -f -ttt -T -yy output as Calls, unfinished ones joined."""
+    calls, pending = [], {}
+    for line in text.splitlines():
+        m = LINE.match(line)
+        if not m:
+            continue
+        pid, ts, rest = int(m.group(1)), float(m.group(2)), m.group(3)
+        if rest.endswith("<unfinished ...>"):
+            pending[pid] = (ts, rest[:-len("<unfinished ...>")].rstrip())
+            continue
+        r = re.match(r"<\.\.\. \w+ resumed>(.*)$", rest)
+        if r:
+            if pid not in pending:
+                continue
+            ts, head = pending.pop(pid)
+            rest = head + r.group(1)
+        c = CALL.match(rest)
+        if c:
+            calls.append(Call(pid, ts, c.group(1), c.group(2),
+                              int(c.group(3)), float(c.group(4))))
+    return calls
+
+
+class Tracer:
+    """strace attached to some processes until stop()."""
+
+    def __init__(self, d, pids):
+        if not shutil.which("strace"):
+            raise Skip("strace not installed")
+        self.out = os.path.join(d.dir, "strace.out")
+        argv = ["strace", "-f", "-ttt", "-T", "-yy", "-s", "0", "-o",
+                self.out, "-e", "trace=" + TRACED, "-e", "signal=none"]
+        for pid in pids:
+            argv += ["-p", str(pid)]
+        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE)
+        err, attached = b"", 0
+        deadline = time.monotonic() + 10
+        while attached < len(pids):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.p.poll() is not None:
+                self.stop()
+                text = err.decode(errors="replace")
+                if "Operation not permitted" in text:
+                    raise Skip("cannot trace the daemon: %s" % text.strip())
+                raise AssertionError("strace did not attach: %s" % text)
+            if select.select([self.p.stderr], [], [], left)[0]:
+                err += os.read(self.p.stderr.fileno(), 4096)
+                attached = len(re.findall(rb"Process \d+ attached", err))
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGINT)
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.p.stderr.close()
+        try:
+            with open(self.out) as f:
+                return parse(f.read())
+        except FileNotFoundError:
+            return []
+
+
+def submit(d, kind, tag, rcpts, size):
+    """One message; (queue ID, the 250 line, the client's port)."""
+    c = d.session(kind)
+    assert c.version() == "TLSv1.3", "TLS %s: the 250 is told by its " \
+        "length in a TLS 1.3 record" % c.version()
+    expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0")
+    for r in rcpts:
+        expect(c.cmd("RCPT TO:<%s>" % r), 250, "2.1.5")
+    expect(c.cmd("DATA"), 354)
+    c.send(stuff(message(tag, body=("d" * 78 + "\r\n") * (size // 80))))
+    r = expect(c.reply(), 250, "2.0.0", "end of DATA")
+    port = c.sock.getsockname()[1]
+    c.quit()
+    return queue_id(r), r.raw[0], port
+
+
+def check_order(calls, queue_pid, listener_pid, qid, reply, port):
+    """The order of one message's commit and its 250; a list of what is
+    wrong (empty if nothing)."""
+    q = [c for c in calls if c.pid == queue_pid]
+    lst = [c for c in calls if c.pid == listener_pid]
+    fd_path = r"^\d+<[^>]*%s>"
+
+    def fsyncs(path_re):
+        return [c for c in q if c.name in ("fsync", "fdatasync") and
+                c.ret == 0 and re.search(fd_path % path_re, c.args)]
+
+    def renamed(src, dst):
+        return [c for c in q if c.name.startswith("rename") and c.ret == 0
+                and '"%s"' % src in c.args and '"%s"' % dst in c.args]
+
+    f_msg = fsyncs(r"/tmp/%s" % qid)
+    f_env = fsyncs(r"/tmp/%s\.env" % qid)
+    r_msg = renamed("tmp/%s" % qid, "queue/%s.msg" % qid)
+    r_env = renamed("tmp/%s.env" % qid, "queue/%s.env" % qid)
+    data = [c for c in calls if c.name in ("write", "writev", "pwrite64")
+            and c.ret > 0 and re.search(fd_path % (r"/tmp/%s" % qid),
+                                        c.args)]
+    want = len(reply) + 2 + TLS13_OVERHEAD
+    sock = r"^\d+<TCPv?6?:\[[^]]*->[^]]*:%d\]>" % port
+    w250 = [c for c in lst if c.name in ("write", "writev", "sendto",
+                                         "sendmsg") and
+            re.search(sock, c.args) and c.ret == want]
+    problems = []
+    for what, got in (("fsync of tmp/%s" % qid, f_msg),
+                      ("fsync of tmp/%s.env" % qid, f_env),
+                      ("rename to queue/%s.msg" % qid, r_msg),
+                      ("rename to queue/%s.env" % qid, r_env),
+                      ("write of the message data into tmp/%s" % qid, data)):
+        if not got:
+            problems.append("no %s" % what)
+    if len(w250) != 1:
+        problems.append("%d writes of %d octets (the 250) on the socket "
+                        "of port %d: %s" % (len(w250), want, port, w250))
+    if problems:
+        return problems
+    w = w250[0]
+    # the last fsync of each before the renames is the one that counts
+    fm = [c for c in f_msg if c.end <= r_msg[0].start]
+    fe = [c for c in f_env if c.end <= r_env[0].start]
+    if not fm:
+        problems.append("tmp/%s renamed before its fsync ended" % qid)
+    if not fe:
+        problems.append("tmp/%s.env renamed before its fsync ended" % qid)
+    late = [c for c in data if fm and c.end > fm[-1].start]
+    if late:
+        problems.append("data written after the fsync: %s" % late)
+    after = max(r_msg[0].end, r_env[0].end)
+    f_dir = [c for c in fsyncs(r"/queue/queue") if c.start >= after and
+             c.end <= w.start]
+    if not f_dir:
+        problems.append("no fsync of queue/ between the renames (ended "
+                        "%.6f) and the 250 (%.6f): %s" % (
+                            after, w.start, fsyncs(r"/queue/queue")))
+    for what, got in (("file", fm), ("envelope", fe)):
+        if got and got[-1].end > w.start:
+            problems.append("the 250 (%.6f) before the %s's fsync ended "
+                            "(%.6f)" % (w.start, what, got[-1].end))
+    if r_env[0].end > w.start or r_msg[0].end > w.start:
+        problems.append("the 250 before the renames")
+    return problems
+
+
+@timeout(120)
+def t_queued_reply_after_fsync_of_file_envelope_and_directory(d):
+    kids = d.children()
+    qpid, lpid = kids["[queue]"], kids["[smtp]"]
+    tracer = Tracer(d, [qpid, lpid])
+    sent = []
+    try:
+        for i, (kind, rcpts, size) in enumerate((
+                ("tls", ["bob@example.org"], 400),
+                ("starttls", ["bob@example.org"], 400),
+                ("tls", ["bob@example.org", "carol@example.org"], 4000),
+                # more than one write of data into the file
+                ("starttls", ["bob@example.org"], 300 * 1024),
+                ("tls", ["carol@example.org"], 90 * 1024))):
+            tag = unique("durable%d" % i)
+            sent.append(submit(d, kind, tag, rcpts, size))
+        for qid, _, _ in sent:
+            d.wait_message(qid, 30)
+    finally:
+        calls = tracer.stop()
+    assert calls, "strace saw nothing"
+    problems = []
+    for qid, reply, port in sent:
+        problems += ["%s: %s" % (qid, p) for p in
+                     check_order(calls, qpid, lpid, qid, reply, port)]
+    assert not problems, "\n".join(problems)
