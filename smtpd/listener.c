@@ -459,6 +459,8 @@ listener_auth_start(struct session *s, const char *mech, const char *ir,
 
 	if (s->authw != NULL)
 		fatalx("session %08x starts a second exchange", s->id);
+	if (nworkers == 0)
+		return -1;
 	for (i = 0; i < nworkers; i++) {
 		w = &workers[(next_worker + i) % nworkers];
 		/* a stopped worker is not fed for ever */

@@ -358,7 +358,6 @@ session_checks(const uint8_t *data, size_t size)
 	data += 2;
 	size -= 2;
 
-	lenv.auth = channel("auth");
 	lenv.queue = channel("queue");
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		abort();
@@ -429,9 +428,8 @@ session_checks(const uint8_t *data, size_t size)
 	buf_free(&s->in);
 	buf_free(&s->out);
 	free(s);
-	ipc_free(lenv.auth);
 	ipc_free(lenv.queue);
-	lenv.auth = lenv.queue = NULL;
+	lenv.queue = NULL;
 }
 
 int

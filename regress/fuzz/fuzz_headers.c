@@ -43,9 +43,13 @@ struct model {
 static void
 from_add(struct model *m, const char *p, size_t n)
 {
+	size_t	 i;
+
 	if (m->fromlen + n > sizeof(m->from))
 		n = sizeof(m->from) - m->fromlen;
-	memcpy(m->from + m->fromlen, p, n);
+	/* as body.c keeps it: a NUL as \x01, so it cannot end the string */
+	for (i = 0; i < n; i++)
+		m->from[m->fromlen + i] = p[i] == '\0' ? '\x01' : p[i];
 	m->fromlen += n;
 }
 

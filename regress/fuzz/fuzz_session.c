@@ -170,7 +170,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(&env, 0, sizeof(env));
 	env.conf = &conf;
-	env.auth = ipc_open(-1, "auth");
 	env.queue = ipc_open(-1, "queue");
 	env.auth_ready = 1;
 	strlcpy(env.mechs, "PLAIN LOGIN", sizeof(env.mechs));
@@ -242,7 +241,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	tls_free(s.tls);
 	buf_free(&s.in);
 	buf_free(&s.out);
-	ipc_free(env.auth);
 	ipc_free(env.queue);
 	return 0;
 }
