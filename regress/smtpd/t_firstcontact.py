@@ -55,6 +55,7 @@ def start_refused(d, pattern):
         pass
     else:
         raise AssertionError("the daemon started")
+    assert d.wait_exit() == 1
     log = open(d.log_path, errors="replace").read()
     assert "priv: started," not in log, log
     assert re.search(pattern, log, re.M), \
