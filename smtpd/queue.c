@@ -68,14 +68,14 @@
  */
 enum mstate {
 	M_NONE = 0x01,
-	M_OPEN = 0x02,		/* the file handed out: the envelope next */
+	M_OPEN = 0x02,		/* file handed out: the envelope next */
 	M_ENVELOPE = 0x04,	/* the envelope known: a recipient next */
-	M_RCPT = 0x08		/* recipients: more of them, or the commit */
+	M_RCPT = 0x08		/* recipients: more, or the commit */
 };
 
-#define INCOMING_SLACK	64	/* open messages beyond "limit sessions" */
-#define RECEIVED_MAX	4096	/* the Received: field the listener adds,
-				   beyond "limit message-size" */
+#define INCOMING_SLACK	64	/* open messages over "limit sessions" */
+#define RECEIVED_MAX	4096	/* the listener's Received: field, over
+				   "limit message-size" */
 
 /* A message being received: the listener holds a descriptor to it. */
 struct incoming {
@@ -577,11 +577,11 @@ static const struct {
 	int		  states;
 	void		(*handler)(struct incoming *, struct ipc_msg *);
 } requests[] = {
-	{ IMSG_MSG_CREATE,	M_NONE,				msg_create },
-	{ IMSG_MSG_ENVELOPE,	M_OPEN,				msg_envelope },
-	{ IMSG_MSG_RCPT,	M_ENVELOPE | M_RCPT,		msg_rcpt },
-	{ IMSG_MSG_COMMIT,	M_RCPT,				msg_commit },
-	{ IMSG_MSG_ABORT,	M_OPEN | M_ENVELOPE | M_RCPT,	msg_abort },
+	{ IMSG_MSG_CREATE,	M_NONE,			msg_create },
+	{ IMSG_MSG_ENVELOPE,	M_OPEN,			msg_envelope },
+	{ IMSG_MSG_RCPT,	M_ENVELOPE | M_RCPT,	msg_rcpt },
+	{ IMSG_MSG_COMMIT,	M_RCPT,			msg_commit },
+	{ IMSG_MSG_ABORT,	M_OPEN | M_ENVELOPE | M_RCPT, msg_abort },
 };
 
 static const char *
@@ -660,7 +660,8 @@ bounce(struct qmsg *m, int expired)
 	else {
 		memset(&b, 0, sizeof(b));
 		snprintf(msgpath, sizeof(msgpath), "queue/%s.msg", m->id);
-		if ((fd = file_create(b.id, path, sizeof(path), O_RDWR)) == -1) {
+		if ((fd = file_create(b.id, path, sizeof(path),
+		    O_RDWR)) == -1) {
 			log_warn("message %s: cannot create bounce", m->id);
 			return -1;
 		}
