@@ -3,6 +3,7 @@
  *
  * Layout, relative to the queue directory:
  *	tmp/ID		a message being received (the listener writes it)
+ *	tmp/ID.msg	the queue's own copy of it, made at the commit
  *	tmp/ID.env	its envelope, before the commit
  *	queue/ID.msg	a committed message, never changed again
  *	queue/ID.env	its envelope: written last, it is the commit point
@@ -15,6 +16,33 @@
  * then does the listener hear "ok" and the client "250".  On start-up
  * everything in tmp/ is removed, and a queue/ID.msg without its envelope
  * is a commit that never finished, so it goes too.
+ *
+ * The listener faces the internet and may be subverted, so this process
+ * treats it as OpenSSH's monitor treats its unprivileged child: each
+ * session has at most one open message, in one state; each request says
+ * in which states it may come (the table "requests"), and any other is
+ * fatal: the process exits and the parent stops the daemon.  What the
+ * listener can make it hold is bounded: open messages by "limit
+ * sessions" (and a little slack for sessions that just ended), recipients
+ * by "limit recipients", each field by its size, and the message by
+ * "limit message-size", checked with fstat() before the commit.
+ *
+ * A committed message must not change under the queue, but the listener
+ * holds a descriptor open for writing to the file it wrote, and no system
+ * call takes that right back.  Renaming that file into queue/ would leave
+ * a captured listener free to rewrite a message after its "250" (and
+ * after the log line saying what was accepted).  So at the commit the
+ * queue copies the file, exactly as large as fstat() said, into
+ * tmp/ID.msg, a file the listener never had a descriptor for, and commits
+ * that copy; tmp/ID is then removed, and what the listener may still
+ * write goes to a file nobody reads.  The copy is made by the kernel
+ * (copy_file_range(2), where file systems that can share blocks do so)
+ * from pages just written, so it costs a memory copy, no extra disk
+ * write: the original is removed before it would be written back.
+ * Handing the listener a pipe instead would need no copy on disk but
+ * would put every octet through this process and make the listener's
+ * writes non-blocking, with a second stream to order against the IPC
+ * channel: more code on both sides of the trust boundary for no gain.
  */
 #include <sys/types.h>
 #include <sys/stat.h>
@@ -33,21 +61,42 @@
 #include "log.h"
 #include "smsubmit.h"
 
+/*
+ * Where a session's message is.  The listener may send a request only in
+ * the states the table "requests" gives it; M_NONE is a session without
+ * an open message.
+ */
+enum mstate {
+	M_NONE = 0x01,
+	M_OPEN = 0x02,		/* file handed out: the envelope next */
+	M_ENVELOPE = 0x04,	/* the envelope known: a recipient next */
+	M_RCPT = 0x08		/* recipients: more, or the commit */
+};
+
+#define INCOMING_SLACK	64	/* open messages over "limit sessions" */
+#define RECEIVED_MAX	4096	/* the listener's Received: field, over
+				   "limit message-size" */
+
 /* A message being received: the listener holds a descriptor to it. */
 struct incoming {
-	TAILQ_ENTRY(incoming)	 entry;
+	SPLAY_ENTRY(incoming)	 entry;
 	uint32_t		 session;
-	int			 fd;
-	int			 have_env;
+	enum mstate		 state;
+	int			 fd;		/* tmp/ID, read only */
 	struct qmsg		 m;
 };
+
+SPLAY_HEAD(incomingtree, incoming);
+static int	incoming_cmp(struct incoming *, struct incoming *);
+SPLAY_PROTOTYPE(incomingtree, incoming, entry, incoming_cmp);
 
 static struct {
 	struct smsubmit_conf	*conf;
 	struct event_base	*base;
 	struct ipc		*listener;
 	struct event		*timer;
-	TAILQ_HEAD(, incoming)	 incoming;
+	struct incomingtree	 incoming;	/* by session */
+	int			 nincoming;
 	TAILQ_HEAD(, qmsg)	 queue;
 	struct qmsg		*busy;		/* with the relay */
 	int			 dirfd;		/* queue/ */
@@ -182,18 +231,15 @@ recover(void)
 	    loaded, swept);
 }
 
-/* --- incoming messages --- */
+/* --- incoming messages: what the listener may make the queue do --- */
 
-static struct incoming *
-incoming_find(uint32_t session, const char *msgid)
+static int
+incoming_cmp(struct incoming *a, struct incoming *b)
 {
-	struct incoming	*in;
-
-	TAILQ_FOREACH(in, &env.incoming, entry)
-		if (in->session == session && strcmp(in->m.id, msgid) == 0)
-			return in;
-	return NULL;
+	return a->session < b->session ? -1 : a->session > b->session;
 }
+
+SPLAY_GENERATE(incomingtree, incoming, entry, incoming_cmp);
 
 static void
 incoming_drop(struct incoming *in)
@@ -205,14 +251,15 @@ incoming_drop(struct incoming *in)
 	snprintf(path, sizeof(path), "tmp/%s.env", in->m.id);
 	unlink(path);
 	close(in->fd);
-	TAILQ_REMOVE(&env.incoming, in, entry);
+	SPLAY_REMOVE(incomingtree, &env.incoming, in);
+	env.nincoming--;
 	envelope_clear(&in->m);
 	free(in);
 }
 
-/* A new file tmp/ID under a fresh random ID. */
+/* A new file tmp/ID under a fresh random ID, opened with how. */
 static int
-file_create(char *id, char *path, size_t len)
+file_create(char *id, char *path, size_t len, int how)
 {
 	uint8_t	 rnd[QUEUE_ID_LEN / 2];
 	int	 fd = -1, i, tries;
@@ -222,7 +269,7 @@ file_create(char *id, char *path, size_t len)
 		for (i = 0; i < (int)sizeof(rnd); i++)
 			snprintf(id + 2 * i, 3, "%02x", rnd[i]);
 		snprintf(path, len, "tmp/%s", id);
-		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		fd = open(path, how | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd != -1 || errno != EEXIST)
 			break;
 	}
@@ -235,24 +282,92 @@ errno_result(int e)
 	return (e == ENOSPC || e == EDQUOT) ? QUEUE_R_NOSPACE : QUEUE_R_TEMP;
 }
 
+/*
+ * Copy exactly size octets of from into to, a file of our own: the
+ * kernel copies (or shares the blocks, on a file system that can) where
+ * copy_file_range(2) works, else read and write.  Offsets are explicit,
+ * so the listener's file position means nothing here.  1 if from was
+ * shorter than size (the listener truncated it), -1 on an error.
+ */
+static int
+copy_data(int from, int to, off_t size)
+{
+	char	 buf[64 * 1024];
+	off_t	 off = 0;
+	ssize_t	 n, w;
+
+#ifdef __linux__
+	while (off < size) {
+		off_t	 in = off;
+
+		n = copy_file_range(from, &in, to, NULL, size - off, 0);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && off == 0 && (errno == EXDEV ||
+		    errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP))
+			break;	/* not here: read and write */
+		if (n == -1)
+			return -1;
+		if (n == 0)
+			return 1;
+		off += n;
+	}
+	if (off == size)
+		return 0;
+#endif
+	while (off < size) {
+		if ((n = pread(from, buf, MINIMUM((off_t)sizeof(buf),
+		    size - off), off)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0)
+			return 1;
+		for (w = 0; w < n; ) {
+			ssize_t	 k;
+
+			if ((k = write(to, buf + w, n - w)) == -1) {
+				if (errno == EINTR)
+					continue;
+				return -1;
+			}
+			w += k;
+		}
+		off += n;
+	}
+	return 0;
+}
+
 static void
-msg_create(uint32_t session)
+msg_create(struct incoming *none, struct ipc_msg *msg)
 {
 	struct incoming	*in;
 	char		 path[64];
-	int		 fd2;
+	int		 wfd = -1, saved;
 
+	if (ipc_unpack(msg, "") == -1)
+		fatalx("bad MSG_CREATE");
+	if (env.nincoming >= env.conf->max_sessions + INCOMING_SLACK)
+		fatalx("MSG_CREATE for session %08x: more open messages than "
+		    "sessions", msg->peerid);
 	if ((in = calloc(1, sizeof(*in))) == NULL) {
-		ipc_send(env.listener, IMSG_MSG_FILE, session, -1, "us",
+		ipc_send(env.listener, IMSG_MSG_FILE, msg->peerid, -1, "us",
 		    (uint32_t)QUEUE_R_TEMP, "");
 		return;
 	}
-	in->session = session;
-	in->fd = file_create(in->m.id, path, sizeof(path));
-	if (in->fd == -1 || (fd2 = dup(in->fd)) == -1) {
+	in->session = msg->peerid;
+	/*
+	 * The listener gets a descriptor of its own, write only: it never
+	 * reads a file, and shares no file position with ours.
+	 */
+	in->fd = file_create(in->m.id, path, sizeof(path), O_RDONLY);
+	if (in->fd == -1 ||
+	    (wfd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
+		saved = errno;
 		log_warn("cannot create %s", path);
-		ipc_send(env.listener, IMSG_MSG_FILE, session, -1, "us",
-		    (uint32_t)errno_result(errno), "");
+		ipc_send(env.listener, IMSG_MSG_FILE, msg->peerid, -1, "us",
+		    (uint32_t)errno_result(saved), "");
 		if (in->fd != -1) {
 			close(in->fd);
 			unlink(path);
@@ -261,26 +376,82 @@ msg_create(uint32_t session)
 		return;
 	}
 	in->m.created = time(NULL);
-	TAILQ_INSERT_TAIL(&env.incoming, in, entry);
-	ipc_send(env.listener, IMSG_MSG_FILE, session, fd2, "us",
+	in->state = M_OPEN;
+	SPLAY_INSERT(incomingtree, &env.incoming, in);
+	env.nincoming++;
+	ipc_send(env.listener, IMSG_MSG_FILE, msg->peerid, wfd, "us",
 	    (uint32_t)QUEUE_OK, in->m.id);
 }
 
+/* The message a request names must be the session's open one. */
+static void
+same_message(struct incoming *in, const char *msgid, const char *what)
+{
+	if (strcmp(in->m.id, msgid) != 0)
+		fatalx("%s for session %08x names another message", what,
+		    in->session);
+}
+
+static void
+msg_envelope(struct incoming *in, struct ipc_msg *msg)
+{
+	const char	*msgid, *from, *user, *helo, *client;
+	uint32_t	 flags;
+
+	if (ipc_unpack(msg, "sssssu", &msgid, &from, &user, &helo,
+	    &client, &flags) == -1)
+		fatalx("bad MSG_ENVELOPE");
+	same_message(in, msgid, "MSG_ENVELOPE");
+	if (!addr_mailbox_valid(from, ADDR_NULL_OK | ADDR_UTF8) ||
+	    strlen(from) >= sizeof(in->m.from) ||
+	    !text_valid(user, sizeof(in->m.user)) ||
+	    !text_valid(helo, sizeof(in->m.helo)) ||
+	    !text_valid(client, sizeof(in->m.client)) ||
+	    (flags & ~(ENV_8BITMIME | ENV_SMTPUTF8)))
+		fatalx("bad envelope from listener for session %08x",
+		    in->session);
+	strlcpy(in->m.from, from, sizeof(in->m.from));
+	strlcpy(in->m.user, user, sizeof(in->m.user));
+	strlcpy(in->m.helo, helo, sizeof(in->m.helo));
+	strlcpy(in->m.client, client, sizeof(in->m.client));
+	in->m.flags = flags;
+	in->state = M_ENVELOPE;
+}
+
+static void
+msg_rcpt(struct incoming *in, struct ipc_msg *msg)
+{
+	const char	*msgid, *rcpt;
+
+	if (ipc_unpack(msg, "ss", &msgid, &rcpt) == -1)
+		fatalx("bad MSG_RCPT");
+	same_message(in, msgid, "MSG_RCPT");
+	if (!addr_mailbox_valid(rcpt, ADDR_UTF8 | ADDR_POSTMASTER) ||
+	    strlen(rcpt) >= ADDR_MAX)
+		fatalx("bad recipient from listener for session %08x",
+		    in->session);
+	if (in->m.nrcpts >= env.conf->max_recipients)
+		fatalx("MSG_RCPT for session %08x: more recipients than the "
+		    "limit", in->session);
+	if (envelope_rcpt_add(&in->m, rcpt, RCPT_PENDING) == -1)
+		fatal("rcpt_add");
+	in->state = M_RCPT;
+}
+
 /*
- * Commit tmp/ID, already written to fd, with the envelope m: the file,
- * then its envelope, on disk; the renames; queue/ on disk.  On failure
- * nothing is left in queue/ and errno says why.
+ * Commit path, already written and closed, with the envelope m: the
+ * file, then its envelope, on disk; the renames; queue/ on disk.  On
+ * failure nothing is left in queue/ and errno says why.
  */
 static int
-commit(int fd, struct qmsg *m)
+commit(int fd, const char *path, struct qmsg *m)
 {
-	char	 envtmp[64], msgpath[64], envpath[64], path[64];
+	char	 envtmp[64], msgpath[64], envpath[64];
 	int	 saved;
 
 	if (fsync(fd) == -1 ||
 	    envelope_save_tmp(m, envtmp, sizeof(envtmp)) == -1)
 		return -1;
-	snprintf(path, sizeof(path), "tmp/%s", m->id);
 	snprintf(msgpath, sizeof(msgpath), "queue/%s.msg", m->id);
 	snprintf(envpath, sizeof(envpath), "queue/%s.env", m->id);
 	if (rename(path, msgpath) == -1)
@@ -315,22 +486,67 @@ enqueue(struct qmsg *src)
 	return m;
 }
 
+/*
+ * What the listener wrote to tmp/ID, copied into tmp/ID.msg, which it
+ * never had a descriptor for; -1 and errno on failure, nothing left.
+ */
+static int
+snapshot(struct incoming *in, char *path, size_t len)
+{
+	struct stat	 st;
+	int		 fd, r, saved;
+
+	if (fstat(in->fd, &st) == -1)
+		return -1;
+	if (!S_ISREG(st.st_mode) || st.st_size < 0 || (uintmax_t)st.st_size >
+	    env.conf->max_message_size + RECEIVED_MAX)
+		fatalx("MSG_COMMIT for session %08x: message of %lld octets, "
+		    "over the size limit", in->session,
+		    (long long)st.st_size);
+	snprintf(path, len, "tmp/%s.msg", in->m.id);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	    0600)) == -1)
+		return -1;
+	if ((r = copy_data(in->fd, fd, st.st_size)) == 1)
+		fatalx("MSG_COMMIT for session %08x: the message shrank "
+		    "while it was copied", in->session);
+	if (r == -1) {
+		saved = errno;
+		close(fd);
+		unlink(path);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
 static void
-msg_commit(struct incoming *in)
+msg_commit(struct incoming *in, struct ipc_msg *msg)
 {
 	struct qmsg	*m;
+	const char	*msgid;
 	char		 efrom[LOG_ESCAPE_MAX(ADDR_MAX)];
 	char		 euser[LOG_ESCAPE_MAX(sizeof(m->user))];
-	int		 saved;
+	char		 path[64];
+	int		 fd, saved;
 
-	if (commit(in->fd, &in->m) == -1) {
+	if (ipc_unpack(msg, "s", &msgid) == -1)
+		fatalx("bad MSG_COMMIT");
+	same_message(in, msgid, "MSG_COMMIT");
+	if ((fd = snapshot(in, path, sizeof(path))) == -1 ||
+	    commit(fd, path, &in->m) == -1) {
 		saved = errno;
 		log_warn("message %s: commit failed", in->m.id);
+		if (fd != -1) {
+			close(fd);
+			unlink(path);
+		}
 		ipc_send(env.listener, IMSG_MSG_RESULT, in->session, -1, "us",
 		    (uint32_t)errno_result(saved), in->m.id);
 		incoming_drop(in);
 		return;
 	}
+	close(fd);
 	m = enqueue(&in->m);
 	ipc_send(env.listener, IMSG_MSG_RESULT, in->session, -1, "us",
 	    (uint32_t)QUEUE_OK, m->id);
@@ -342,11 +558,53 @@ msg_commit(struct incoming *in)
 }
 
 static void
+msg_abort(struct incoming *in, struct ipc_msg *msg)
+{
+	const char	*msgid;
+
+	if (ipc_unpack(msg, "s", &msgid) == -1)
+		fatalx("bad MSG_ABORT");
+	same_message(in, msgid, "MSG_ABORT");
+	incoming_drop(in);
+}
+
+/*
+ * What the listener may send, and in which states of the session's
+ * message.  Whatever is not here, or comes in another state, is fatal.
+ */
+static const struct {
+	enum msg_type	  type;
+	int		  states;
+	void		(*handler)(struct incoming *, struct ipc_msg *);
+} requests[] = {
+	{ IMSG_MSG_CREATE,	M_NONE,			msg_create },
+	{ IMSG_MSG_ENVELOPE,	M_OPEN,			msg_envelope },
+	{ IMSG_MSG_RCPT,	M_ENVELOPE | M_RCPT,	msg_rcpt },
+	{ IMSG_MSG_COMMIT,	M_RCPT,			msg_commit },
+	{ IMSG_MSG_ABORT,	M_OPEN | M_ENVELOPE | M_RCPT, msg_abort },
+};
+
+static const char *
+mstate_name(int state)
+{
+	switch (state) {
+	case M_NONE:
+		return "no open message";
+	case M_OPEN:
+		return "a file handed out";
+	case M_ENVELOPE:
+		return "an envelope and no recipient";
+	default:
+		return "recipients";
+	}
+}
+
+static void
 listener_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
-	struct incoming	*in;
-	const char	*msgid, *from, *user, *helo, *client, *rcpt;
-	uint32_t	 flags;
+	struct incoming	*in, key;
+	size_t		 i;
+	int		 state;
 
 	if (msg == NULL) {
 		/* it finished its sessions, or the parent reports its death */
@@ -355,60 +613,18 @@ listener_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 	}
 	if (msg->fd != -1)
 		fatalx("unexpected descriptor from listener");
-	switch (msg->type) {
-	case IMSG_MSG_CREATE:
-		if (ipc_unpack(msg, "") == -1)
-			fatalx("bad MSG_CREATE");
-		msg_create(msg->peerid);
-		return;
-	case IMSG_MSG_ENVELOPE:
-		if (ipc_unpack(msg, "sssssu", &msgid, &from, &user, &helo,
-		    &client, &flags) == -1)
-			fatalx("bad MSG_ENVELOPE");
-		if ((in = incoming_find(msg->peerid, msgid)) == NULL ||
-		    in->have_env)
-			fatalx("MSG_ENVELOPE out of order");
-		if (!addr_mailbox_valid(from, ADDR_NULL_OK | ADDR_UTF8) ||
-		    !text_valid(user, sizeof(in->m.user)) ||
-		    !text_valid(helo, sizeof(in->m.helo)) ||
-		    !text_valid(client, sizeof(in->m.client)) ||
-		    (flags & ~(ENV_8BITMIME | ENV_SMTPUTF8)))
-			fatalx("bad envelope from listener");
-		strlcpy(in->m.from, from, sizeof(in->m.from));
-		strlcpy(in->m.user, user, sizeof(in->m.user));
-		strlcpy(in->m.helo, helo, sizeof(in->m.helo));
-		strlcpy(in->m.client, client, sizeof(in->m.client));
-		in->m.flags = flags;
-		in->have_env = 1;
-		return;
-	case IMSG_MSG_RCPT:
-		if (ipc_unpack(msg, "ss", &msgid, &rcpt) == -1)
-			fatalx("bad MSG_RCPT");
-		if ((in = incoming_find(msg->peerid, msgid)) == NULL ||
-		    !in->have_env)
-			fatalx("MSG_RCPT out of order");
-		if (!addr_mailbox_valid(rcpt, ADDR_UTF8 | ADDR_POSTMASTER))
-			fatalx("bad recipient from listener");
-		if (envelope_rcpt_add(&in->m, rcpt, RCPT_PENDING) == -1)
-			fatal("rcpt_add");
-		return;
-	case IMSG_MSG_COMMIT:
-		if (ipc_unpack(msg, "s", &msgid) == -1)
-			fatalx("bad MSG_COMMIT");
-		if ((in = incoming_find(msg->peerid, msgid)) == NULL ||
-		    !in->have_env || in->m.nrcpts == 0)
-			fatalx("MSG_COMMIT out of order");
-		msg_commit(in);
-		return;
-	case IMSG_MSG_ABORT:
-		if (ipc_unpack(msg, "s", &msgid) == -1)
-			fatalx("bad MSG_ABORT");
-		if ((in = incoming_find(msg->peerid, msgid)) != NULL)
-			incoming_drop(in);
-		return;
-	default:
+	for (i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
+		if (requests[i].type == msg->type)
+			break;
+	if (i == sizeof(requests) / sizeof(requests[0]))
 		fatalx("unexpected message %u from listener", msg->type);
-	}
+	key.session = msg->peerid;
+	in = SPLAY_FIND(incomingtree, &env.incoming, &key);
+	state = in == NULL ? M_NONE : in->state;
+	if (!(requests[i].states & state))
+		fatalx("message %u from listener for session %08x with %s",
+		    msg->type, msg->peerid, mstate_name(state));
+	requests[i].handler(in, msg);
 }
 
 /* --- delivery --- */
@@ -444,7 +660,8 @@ bounce(struct qmsg *m, int expired)
 	else {
 		memset(&b, 0, sizeof(b));
 		snprintf(msgpath, sizeof(msgpath), "queue/%s.msg", m->id);
-		if ((fd = file_create(b.id, path, sizeof(path))) == -1) {
+		if ((fd = file_create(b.id, path, sizeof(path),
+		    O_RDWR)) == -1) {
 			log_warn("message %s: cannot create bounce", m->id);
 			return -1;
 		}
@@ -461,7 +678,7 @@ bounce(struct qmsg *m, int expired)
 		strlcpy(b.helo, env.conf->hostname, sizeof(b.helo));
 		strlcpy(b.client, "localhost", sizeof(b.client));
 		if (r == -1 || envelope_rcpt_add(&b, m->from,
-		    RCPT_PENDING) == -1 || commit(fd, &b) == -1) {
+		    RCPT_PENDING) == -1 || commit(fd, path, &b) == -1) {
 			log_warn("message %s: cannot commit bounce", m->id);
 			close(fd);
 			unlink(path);
@@ -679,7 +896,7 @@ queue_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 	struct event	*sterm;
 
 	env.conf = conf;
-	TAILQ_INIT(&env.incoming);
+	SPLAY_INIT(&env.incoming);
 	TAILQ_INIT(&env.queue);
 	if (peers->listener == -1)
 		fatalx("queue started without the listener");

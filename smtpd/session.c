@@ -1,9 +1,10 @@
 /*
  * session.c: the SMTP dialogue of one client, in the "[smtp]" process.
  *
- * The commands are a table: for each, the handler and whether TLS and
- * authentication must come first.  Handlers check their own state and
- * answer with the codes of SPEC section 5.  Input arrives through
+ * The commands are a table: for each, its handler and the rules of the
+ * states it is allowed in, with the reply when it is not (SPEC section 5),
+ * checked in order before the handler runs, as OpenSMTPD pairs a check
+ * with each command's work.  Input arrives through
  * session_input(); replies are queued with session_reply() and written by
  * the listener once the input buffer is drained (PIPELINING, RFC 2920).
  * Whatever goes to the auth or queue process holds the input until the
@@ -38,17 +39,46 @@
 #include "log.h"
 #include "smsubmit.h"
 
-#define C_TLS		0x01	/* refused with 530 before TLS */
-#define C_AUTH		0x02	/* refused with 530 before AUTH */
-
 #define DATA_FLUSH	(64 * 1024)
 #define DATA_MIN_RATE	1024	/* octets a second, on average, in DATA */
 #define DATA_BUF_MAX	(256 * 1024)
 
+/*
+ * The state rules, as data: a command's checks are tried in order before
+ * its handler runs, and the first that fails gives the reply.  A handler
+ * only does the work and checks its argument's syntax.  A session's state
+ * here is its enum session_state and whether TLS and AUTH are done.
+ */
+enum smtp_check {
+	CHK_END,
+	CHK_TLS,		/* TLS established */
+	CHK_NOT_TLS,		/* not yet */
+	CHK_AUTH,		/* authenticated */
+	CHK_NOT_AUTH,		/* not yet */
+	CHK_STATES,		/* in one of the states in .states */
+	CHK_NO_ARG		/* no parameter */
+};
+
+#define ST(x)		(1 << (x))
+#define ST_TRANSACTION	(ST(S_MAIL) | ST(S_RCPT))
+#define CHECKS_MAX	5
+#define ANY_STATE	{ { CHK_END, 0, NULL } }
+
+/* The replies the checks give (SPEC section 5). */
+#define R_NEED_TLS	"530 5.7.0 Must issue a STARTTLS command first"
+#define R_NEED_AUTH	"530 5.7.0 Authentication required"
+#define R_NEED_EHLO	"503 5.5.1 Send EHLO first"
+
+struct smtp_rule {
+	enum smtp_check	 check;
+	int		 states;	/* for CHK_STATES: ST() bits */
+	const char	*reply;		/* when the check fails */
+};
+
 struct smtp_cmd {
 	const char	*name;
-	int		 flags;
 	void		(*handler)(struct session *, const char *);
+	struct smtp_rule rules[CHECKS_MAX];	/* ended by CHK_END */
 };
 
 static void	cmd_helo(struct session *, const char *);
@@ -69,21 +99,41 @@ static void	cmd_xsandbox(struct session *, const char *);
 #endif
 
 static const struct smtp_cmd commands[] = {
-	{ "HELO",	0,			cmd_helo },
-	{ "EHLO",	0,			cmd_ehlo },
-	{ "STARTTLS",	0,			cmd_starttls },
-	{ "AUTH",	C_TLS,			cmd_auth },
-	{ "MAIL",	C_TLS | C_AUTH,		cmd_mail },
-	{ "RCPT",	C_TLS | C_AUTH,		cmd_rcpt },
-	{ "DATA",	C_TLS | C_AUTH,		cmd_data },
-	{ "RSET",	0,			cmd_rset },
-	{ "NOOP",	0,			cmd_noop },
-	{ "QUIT",	0,			cmd_quit },
-	{ "HELP",	0,			cmd_help },
-	{ "VRFY",	0,			cmd_vrfy },
-	{ "EXPN",	0,			cmd_expn },
+	{ "HELO",	cmd_helo,	ANY_STATE },
+	{ "EHLO",	cmd_ehlo,	ANY_STATE },
+	{ "STARTTLS",	cmd_starttls, {
+	    { CHK_NO_ARG, 0, "501 5.5.4 STARTTLS takes no parameter" },
+	    { CHK_NOT_TLS, 0, "503 5.5.1 TLS already active" } } },
+	{ "AUTH",	cmd_auth, {
+	    { CHK_TLS, 0, R_NEED_TLS },
+	    { CHK_STATES, ~ST(S_CONNECTED), R_NEED_EHLO },
+	    { CHK_NOT_AUTH, 0, "503 5.5.1 Already authenticated" },
+	    { CHK_STATES, ST(S_HELO),
+		"503 5.5.1 Not inside a mail transaction" } } },
+	{ "MAIL",	cmd_mail, {
+	    { CHK_TLS, 0, R_NEED_TLS },
+	    { CHK_AUTH, 0, R_NEED_AUTH },
+	    { CHK_STATES, ~ST_TRANSACTION, "503 5.5.1 Nested MAIL command" },
+	    { CHK_STATES, ST(S_HELO), R_NEED_EHLO } } },
+	{ "RCPT",	cmd_rcpt, {
+	    { CHK_TLS, 0, R_NEED_TLS },
+	    { CHK_AUTH, 0, R_NEED_AUTH },
+	    { CHK_STATES, ST_TRANSACTION,
+		"503 5.5.1 Need MAIL before RCPT" } } },
+	{ "DATA",	cmd_data, {
+	    { CHK_TLS, 0, R_NEED_TLS },
+	    { CHK_AUTH, 0, R_NEED_AUTH },
+	    { CHK_STATES, ~ST(S_MAIL), "503 5.5.1 Need RCPT before DATA" },
+	    { CHK_STATES, ST(S_RCPT), "503 5.5.1 Need MAIL before DATA" },
+	    { CHK_NO_ARG, 0, "501 5.5.4 DATA takes no parameter" } } },
+	{ "RSET",	cmd_rset,	ANY_STATE },
+	{ "NOOP",	cmd_noop,	ANY_STATE },
+	{ "QUIT",	cmd_quit,	ANY_STATE },
+	{ "HELP",	cmd_help,	ANY_STATE },
+	{ "VRFY",	cmd_vrfy,	ANY_STATE },
+	{ "EXPN",	cmd_expn,	ANY_STATE },
 #ifdef SMSUBMIT_REGRESS
-	{ "XSANDBOX",	0,			cmd_xsandbox },
+	{ "XSANDBOX",	cmd_xsandbox,	ANY_STATE },
 #endif
 };
 
@@ -251,10 +301,49 @@ is_http(const char *line)
 	return 0;
 }
 
+/* The first of the command's rules the session does not pass, or NULL. */
+static const struct smtp_rule *
+refused(struct session *s, const struct smtp_cmd *cmd, const char *arg)
+{
+	const struct smtp_rule	*r;
+	int			 ok;
+
+	for (r = cmd->rules; r < cmd->rules + CHECKS_MAX &&
+	    r->check != CHK_END; r++) {
+		switch (r->check) {
+		case CHK_TLS:
+			ok = (s->flags & SF_TLS) != 0;
+			break;
+		case CHK_NOT_TLS:
+			ok = (s->flags & SF_TLS) == 0;
+			break;
+		case CHK_AUTH:
+			ok = (s->flags & SF_AUTHED) != 0;
+			break;
+		case CHK_NOT_AUTH:
+			ok = (s->flags & SF_AUTHED) == 0;
+			break;
+		case CHK_STATES:
+			ok = (r->states & ST(s->state)) != 0;
+			break;
+		case CHK_NO_ARG:
+			ok = *arg == '\0';
+			break;
+		default:
+			ok = 0;
+			break;
+		}
+		if (!ok)
+			return r;
+	}
+	return NULL;
+}
+
 static void
 command(struct session *s, char *line)
 {
 	const struct smtp_cmd	*cmd;
+	const struct smtp_rule	*rule;
 	const char		*arg;
 
 	if (log_getverbose() > 0) {
@@ -294,13 +383,8 @@ command(struct session *s, char *line)
 		session_reply(s, "500 5.5.1 Command unrecognized");
 		return;
 	}
-	if ((cmd->flags & C_TLS) && !(s->flags & SF_TLS)) {
-		session_reply(s, "530 5.7.0 Must issue a STARTTLS command "
-		    "first");
-		return;
-	}
-	if ((cmd->flags & C_AUTH) && !(s->flags & SF_AUTHED)) {
-		session_reply(s, "530 5.7.0 Authentication required");
+	if ((rule = refused(s, cmd, arg)) != NULL) {
+		session_reply(s, "%s", rule->reply);
 		return;
 	}
 	cmd->handler(s, arg);
@@ -490,14 +574,6 @@ cmd_ehlo(struct session *s, const char *arg)
 static void
 cmd_starttls(struct session *s, const char *arg)
 {
-	if (*arg != '\0') {
-		session_reply(s, "501 5.5.4 STARTTLS takes no parameter");
-		return;
-	}
-	if (s->flags & SF_TLS) {
-		session_reply(s, "503 5.5.1 TLS already active");
-		return;
-	}
 	session_reply(s, "220 2.0.0 Ready to start TLS");
 	/* the handshake and the first command in TLS, as on a tls listener */
 	s->deadline = time(NULL) + MINIMUM(s->env->conf->timeout_handshake,
@@ -529,18 +605,6 @@ cmd_auth(struct session *s, const char *arg)
 	size_t		 n;
 	int		 has_ir;
 
-	if (s->state == S_CONNECTED) {
-		session_reply(s, "503 5.5.1 Send EHLO first");
-		return;
-	}
-	if (s->flags & SF_AUTHED) {
-		session_reply(s, "503 5.5.1 Already authenticated");
-		return;
-	}
-	if (s->state != S_HELO) {
-		session_reply(s, "503 5.5.1 Not inside a mail transaction");
-		return;
-	}
 	n = strcspn(arg, " ");
 	if (n == 0) {
 		session_reply(s, "501 5.5.4 Syntax: AUTH mechanism "
@@ -749,14 +813,6 @@ cmd_mail(struct session *s, const char *arg)
 	char		 euser[LOG_ESCAPE_MAX(sizeof(s->user))];
 	int		 code, flags;
 
-	if (s->state == S_MAIL || s->state == S_RCPT) {
-		session_reply(s, "503 5.5.1 Nested MAIL command");
-		return;
-	}
-	if (s->state != S_HELO) {
-		session_reply(s, "503 5.5.1 Send EHLO first");
-		return;
-	}
 	if (strncasecmp(arg, "FROM:", 5) != 0) {
 		session_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
@@ -799,10 +855,6 @@ cmd_rcpt(struct session *s, const char *arg)
 	char		 addr[ADDR_MAX], **r;
 	int		 flags = ADDR_POSTMASTER;
 
-	if (s->state != S_MAIL && s->state != S_RCPT) {
-		session_reply(s, "503 5.5.1 Need MAIL before RCPT");
-		return;
-	}
 	if (strncasecmp(arg, "TO:", 3) != 0) {
 		session_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
 		return;
@@ -837,18 +889,6 @@ cmd_rcpt(struct session *s, const char *arg)
 static void
 cmd_data(struct session *s, const char *arg)
 {
-	if (s->state == S_MAIL) {
-		session_reply(s, "503 5.5.1 Need RCPT before DATA");
-		return;
-	}
-	if (s->state != S_RCPT) {
-		session_reply(s, "503 5.5.1 Need MAIL before DATA");
-		return;
-	}
-	if (*arg != '\0') {
-		session_reply(s, "501 5.5.4 DATA takes no parameter");
-		return;
-	}
 	ipc_send(s->env->queue, IMSG_MSG_CREATE, s->id, -1, "");
 	s->pending = PENDING_FILE;
 }

@@ -6,133 +6,24 @@ OpenSSH's monitor treats its unprivileged child."""
 
 import os
 import re
-import select
-import socket
-import struct
-import subprocess
 import time
 
-from harness import SMSUBMIT, REPO, USERS, Smsubmit
+from harness import USERS, Smsubmit
+from ipcpeer import PROC_SMTP, Child, unpack
 
-HDR = struct.Struct("=IIII")
-IPC_F_FD = 1
-PROC_SMTP = 1
-
-
-def _msg_types():
-    """enum msg_type from smsubmit.h: name -> number."""
-    with open(os.path.join(REPO, "smtpd", "smsubmit.h")) as f:
-        text = f.read()
-    body = re.search(r"enum msg_type \{(.*?)\};", text, re.S).group(1)
-    body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
-    names = [n.strip() for n in body.split(",") if n.strip()]
-    return {n: i for i, n in enumerate(names)}
-
-
-T = _msg_types()
 AUTH_R_BADCREDS, AUTH_R_BADMECH, AUTH_R_BADB64, AUTH_R_TEMP = 1, 2, 3, 4
 
 
-def pack(fmt, *args):
-    out = b""
-    for c, a in zip(fmt, args):
-        if c == "u":
-            out += struct.pack("=I", a)
-        elif c == "s":
-            out += (a.encode() if isinstance(a, str) else a) + b"\0"
-        elif c == "b":
-            out += struct.pack("=I", len(a)) + a
-    return out
-
-
-def unpack(fmt, data):
-    out = []
-    for c in fmt:
-        if c == "u":
-            out.append(struct.unpack_from("=I", data)[0])
-            data = data[4:]
-        elif c == "s":
-            n = data.index(b"\0")
-            out.append(data[:n].decode())
-            data = data[n + 1:]
-    assert data == b"", "payload longer than %r" % fmt
-    return out
-
-
-class Channel:
-    def __init__(self, sock):
-        self.sock = sock
-        self.buf = b""
-
-    def send(self, type_, peerid=0, fmt="", *args, fd=None):
-        payload = pack(fmt, *args)
-        frame = HDR.pack(T[type_], len(payload), peerid,
-                         IPC_F_FD if fd is not None else 0) + payload
-        if fd is None:
-            self.sock.sendall(frame)
-        else:
-            socket.send_fds(self.sock, [frame], [fd])
-
-    def recv(self, timeout=5):
-        """(type name, peerid, payload), or None on timeout or EOF."""
-        names = {v: k for k, v in T.items()}
-        deadline = time.monotonic() + timeout
-        while True:
-            if len(self.buf) >= HDR.size:
-                t, n, peer, _ = HDR.unpack_from(self.buf)
-                if len(self.buf) >= HDR.size + n:
-                    data = self.buf[HDR.size:HDR.size + n]
-                    self.buf = self.buf[HDR.size + n:]
-                    return names.get(t, t), peer, data
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            r, _, _ = select.select([self.sock], [], [], left)
-            if not r:
-                return None
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                return None
-            self.buf += chunk
-
-
-class AuthChild:
+class AuthChild(Child):
     """`smsubmit -X auth`, with the test as its parent and listener."""
 
     def __init__(self, d):
-        self.d = d
-        ps, cs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.log_path = os.path.join(d.dir, "auth.log")
-        log = open(self.log_path, "ab")
-
-        def fd3():
-            os.dup2(cs.fileno(), 3)
-
-        self.proc = subprocess.Popen(
-            [SMSUBMIT, "-d", "-v", "-X", "auth", "-I", "0"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            close_fds=False, preexec_fn=fd3, cwd=d.dir)
-        cs.close()
-        log.close()
-        self.parent = Channel(ps)
-        ls, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener = Channel(ls)
-        with open(d.conf_path, "rb") as f:
-            text = f.read()
-        self.parent.send("IMSG_CONF", 0, "sb", d.conf_path, text)
-        self.parent.send("IMSG_PEER", 0, "uu", PROC_SMTP, 0,
-                         fd=theirs.fileno())
-        theirs.close()
-        self.parent.send("IMSG_START")
+        Child.__init__(self, d, "auth", PROC_SMTP)
+        self.listener = self.peer
         m = self.listener.recv(10)
         assert m and m[0] == "IMSG_AUTH_MECHS", (m, self.log())
         self.mechs = unpack("s", m[2])[0]
-        m = self.parent.recv(10)
-        assert m and m[0] == "IMSG_READY", (m, self.log())
-
-    def log(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
+        self.ready()
 
     def start(self, sid, mech, ir=None, client="192.0.2.1",
               local="192.0.2.254;465"):
@@ -143,7 +34,7 @@ class AuthChild:
     def answer(self, timeout=5):
         m = self.listener.recv(timeout)
         assert m is not None, "no answer; log:\n" + self.log()
-        return m
+        return m[:3]
 
     def final(self, timeout=5):
         """The answer that ends the exchange, past holds and bans."""
@@ -151,29 +42,6 @@ class AuthChild:
             m = self.answer(timeout)
             if m[0] not in ("IMSG_AUTH_HOLD", "IMSG_AUTH_BAN"):
                 return m
-
-    def dies(self, why):
-        """[auth] exits (status 1) and logs why."""
-        try:
-            status = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            raise AssertionError("auth still running; log:\n" + self.log())
-        assert status == 1, "exit status %d" % status
-        assert re.search(why, self.log()), self.log()
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.listener.sock.close()
-        self.parent.sock.close()
 
 
 def child(conf=None, mechanisms="PLAIN LOGIN"):

@@ -1,0 +1,529 @@
+"""[queue] against a captured listener: the test plays the parent and the
+listener of a re-executed `smsubmit -X queue` child and speaks the IPC
+protocol to it, as a subverted listener could.  Each session has at most
+one open message, in one state; a request not allowed in that state, or
+over a bound (open messages, recipients, size, field lengths), is fatal
+to [queue] (it exits, and in the daemon the parent then stops
+everything).  A committed message is the queue's own copy: what the
+listener writes through its old descriptor after the 250 changes
+nothing."""
+
+import os
+import random
+import re
+import time
+
+from harness import Smsubmit
+from ipcpeer import IPC_MAX_PAYLOAD, PROC_SMTP, T, Child, pack, unpack
+
+QUEUE_OK = 0
+RECEIVED_MAX = 4096     # queue.c: the Received: field beyond the limit
+SIZE = 64 * 1024        # "limit message-size" of these tests
+RCPTS = 3               # "limit recipients"
+CONF = {"limit message-size": "64K", "limit recipients": str(RCPTS),
+        "queue retry": "1s to 2s"}
+
+
+class QueueChild(Child):
+    """`smsubmit -X queue`, with the test as its parent and listener."""
+
+    def __init__(self, d):
+        Child.__init__(self, d, "queue", PROC_SMTP)
+        self.listener = self.peer
+        self.ready()
+
+    def answer(self, timeout=5):
+        m = self.listener.recv(timeout)
+        assert m is not None, "no answer; log:\n" + self.log()
+        return m
+
+    def create(self, sid):
+        """A new message for session sid: (msgid, descriptor)."""
+        self.listener.send("IMSG_MSG_CREATE", sid)
+        t, peer, data, fd = self.answer()
+        assert (t, peer) == ("IMSG_MSG_FILE", sid), (t, peer)
+        result, msgid = unpack("us", data)
+        assert result == QUEUE_OK and fd is not None, (result, fd)
+        assert re.fullmatch(r"[0-9a-f]{16}", msgid), msgid
+        return msgid, fd
+
+    def envelope(self, sid, msgid, sender="alice@example.org", user="alice",
+                 helo="client.test", client="192.0.2.1", flags=0):
+        self.listener.send("IMSG_MSG_ENVELOPE", sid, "sssssu", msgid,
+                           sender, user, helo, client, flags)
+
+    def rcpt(self, sid, msgid, rcpt="bob@example.org"):
+        self.listener.send("IMSG_MSG_RCPT", sid, "ss", msgid, rcpt)
+
+    def commit(self, sid, msgid):
+        """Send the commit and return the queue's result code."""
+        self.listener.send("IMSG_MSG_COMMIT", sid, "s", msgid)
+        t, peer, data, fd = self.answer()
+        assert (t, peer, fd) == ("IMSG_MSG_RESULT", sid, None), (t, peer)
+        result, rid = unpack("us", data)
+        assert rid == msgid, (rid, msgid)
+        return result
+
+    def submit(self, sid, data, rcpts=("bob@example.org",)):
+        """The whole of a message, as the listener sends it: msgid and
+        the descriptor it still holds."""
+        msgid, fd = self.create(sid)
+        os.write(fd, data)
+        self.envelope(sid, msgid)
+        for r in rcpts:
+            self.rcpt(sid, msgid, r)
+        assert self.commit(sid, msgid) == QUEUE_OK, self.log()
+        return msgid, fd
+
+
+def run(body, conf=None):
+    d = Smsubmit(start=False, conf=dict(CONF, **(conf or {})))
+    d.make_queue()
+    q = QueueChild(d)
+    try:
+        body(d, q)
+    finally:
+        q.close()
+        d.stop()
+
+
+def queued(d, msgid):
+    with open(os.path.join(d.queue, "queue", msgid + ".msg"), "rb") as f:
+        return f.read()
+
+
+def mail(subject, size=0):
+    return (b"From: alice@example.org\r\nTo: bob@example.org\r\n"
+            b"Subject: " + subject.encode() + b"\r\n\r\n" +
+            b"".join(b"line %06d of the body\r\n" % i
+                     for i in range(size // 24 + 1)))
+
+
+def t_queue_ipc_message_unchanged_by_writes_after_commit():
+    """After the 250 the listener still holds a descriptor to the file it
+    wrote; rewriting, extending and truncating through it changes neither
+    the queued file nor what the relay host gets."""
+    def body(d, q):
+        original = mail("tamper-%d" % os.getpid(), 3000)
+        msgid, fd = q.submit(1, original)
+        os.pwrite(fd, b"Subject: rewritten after the 250\r\n\r\n", 0)
+        os.write(fd, b"appended after the 250\r\n")
+        assert queued(d, msgid) == original
+        os.ftruncate(fd, 10)
+        assert queued(d, msgid) == original
+        os.close(fd)
+        # the relay host was down until now: it gets the original
+        d.upstream.start()
+        m = d.wait_message(b"tamper-%d" % os.getpid(), timeout=20)
+        assert m.eml == original, m.eml[:200]
+        assert m.rcpt_to == ["bob@example.org"], m.rcpt_to
+    run(body)
+
+
+def t_queue_ipc_listener_descriptor_is_write_only():
+    def body(d, q):
+        msgid, fd = q.create(1)
+        os.write(fd, b"x\r\n")
+        try:
+            os.pread(fd, 10, 0)
+        except OSError:
+            pass
+        else:
+            raise AssertionError("the listener can read its message file")
+        os.close(fd)
+    run(body)
+
+
+def t_queue_ipc_message_at_size_limit_is_committed():
+    def body(d, q):
+        data = b"x" * (SIZE + RECEIVED_MAX - 2) + b"\r\n"
+        msgid, fd = q.submit(1, data)
+        os.close(fd)
+        assert queued(d, msgid) == data
+    run(body)
+
+
+def t_queue_ipc_message_over_size_limit_is_fatal():
+    def body(d, q):
+        msgid, fd = q.create(1)
+        os.write(fd, b"x" * (SIZE + RECEIVED_MAX + 1))
+        os.close(fd)
+        q.envelope(1, msgid)
+        q.rcpt(1, msgid)
+        q.listener.send("IMSG_MSG_COMMIT", 1, "s", msgid)
+        q.dies(r"session 00000001: message of %d octets, over the size "
+               r"limit" % (SIZE + RECEIVED_MAX + 1))
+        assert not os.path.exists(os.path.join(d.queue, "queue",
+                                               msgid + ".msg"))
+    run(body)
+
+
+def t_queue_ipc_envelope_without_file_is_fatal():
+    def body(d, q):
+        q.envelope(5, "0123456789abcdef")
+        q.dies(r"message \d+ from listener for session 00000005 with no "
+               r"open message")
+    run(body)
+
+
+def t_queue_ipc_second_create_while_open_is_fatal():
+    def body(d, q):
+        q.create(6)
+        q.listener.send("IMSG_MSG_CREATE", 6)
+        q.dies(r"for session 00000006 with a file handed out")
+    run(body)
+
+
+def t_queue_ipc_commit_without_recipient_is_fatal():
+    def body(d, q):
+        msgid, _ = q.create(7)
+        q.envelope(7, msgid)
+        q.listener.send("IMSG_MSG_COMMIT", 7, "s", msgid)
+        q.dies(r"for session 00000007 with an envelope and no recipient")
+    run(body)
+
+
+def t_queue_ipc_recipient_before_envelope_is_fatal():
+    def body(d, q):
+        msgid, _ = q.create(8)
+        q.rcpt(8, msgid)
+        q.dies(r"for session 00000008 with a file handed out")
+    run(body)
+
+
+def t_queue_ipc_abort_without_message_is_fatal():
+    def body(d, q):
+        q.listener.send("IMSG_MSG_ABORT", 9, "s", "0123456789abcdef")
+        q.dies(r"for session 00000009 with no open message")
+    run(body)
+
+
+def t_queue_ipc_request_naming_another_message_is_fatal():
+    """A session may only speak of its own message: not another
+    session's, not a path."""
+    for other in ("session", "../../etc/passwd"):
+        def body(d, q):
+            mine, _ = q.create(10)
+            theirs, _ = q.create(11)
+            name = theirs if other == "session" else other
+            q.envelope(10, name)
+            q.dies(r"MSG_ENVELOPE for session 0000000a names another "
+                   r"message")
+        run(body)
+
+
+def t_queue_ipc_more_recipients_than_limit_is_fatal():
+    def body(d, q):
+        msgid, _ = q.create(12)
+        q.envelope(12, msgid)
+        for i in range(RCPTS):
+            q.rcpt(12, msgid, "r%d@example.org" % i)
+        time.sleep(0.2)
+        assert q.alive(), q.log()
+        q.rcpt(12, msgid, "one-too-many@example.org")
+        q.dies(r"session 0000000c: more recipients than the limit")
+    run(body)
+
+
+def t_queue_ipc_more_open_messages_than_sessions_is_fatal():
+    """"limit sessions 1": 1 + 64 open messages (sessions that just
+    ended), no more."""
+    def body(d, q):
+        fds = [q.create(100 + i)[1] for i in range(65)]
+        for fd in fds:
+            os.close(fd)
+        q.listener.send("IMSG_MSG_CREATE", 200)
+        q.dies(r"session 000000c8: more open messages than sessions")
+    run(body, {"limit sessions": "1", "limit sessions-per-address": "1"})
+
+
+def t_queue_ipc_abort_removes_the_file_and_frees_the_session():
+    def body(d, q):
+        msgid, fd = q.create(13)
+        os.write(fd, b"x\r\n")
+        q.envelope(13, msgid)
+        q.listener.send("IMSG_MSG_ABORT", 13, "s", msgid)
+        again, fd2 = q.create(13)
+        assert again != msgid
+        assert os.listdir(os.path.join(d.queue, "tmp")) == [again]
+        os.close(fd)
+        os.close(fd2)
+    run(body)
+
+
+def t_queue_ipc_bad_envelope_fields_are_fatal():
+    cases = [
+        {"sender": "no-at-sign"},
+        {"sender": "a" * 65 + "@example.org"},
+        {"user": "alice\nuser=root"},
+        {"helo": "h" * 256},
+        {"client": "192.0.2.1\r"},
+        {"flags": 0x100},
+    ]
+    for case in cases:
+        def body(d, q):
+            msgid, _ = q.create(14)
+            q.envelope(14, msgid, **case)
+            q.dies(r"bad envelope from listener for session 0000000e")
+        run(body)
+
+
+def t_queue_ipc_bad_recipient_is_fatal():
+    for rcpt in ("", "bob", "bob@exa mple.org", "<bob@example.org>"):
+        def body(d, q):
+            msgid, _ = q.create(15)
+            q.envelope(15, msgid)
+            q.rcpt(15, msgid, rcpt)
+            q.dies(r"bad recipient from listener for session 0000000f")
+        run(body)
+
+
+def t_queue_ipc_malformed_frames_are_fatal():
+    cases = [
+        # a parent-only message, an auth one, a type past the enum
+        (lambda q: q.listener.send("IMSG_START", 1),
+         r"unexpected message \d+ from listener"),
+        (lambda q: q.listener.send("IMSG_AUTH_STEP", 1, "s", "x"),
+         r"unexpected message \d+ from listener"),
+        (lambda q: q.listener.send_raw(T["IMSG_MAX"] + 7, 1, b""),
+         r"unexpected message \d+ from listener"),
+        # payloads that are not what the type says
+        (lambda q: q.listener.send_raw(T["IMSG_MSG_CREATE"], 1, b"\0"),
+         r"bad MSG_CREATE"),
+        (lambda q: q.listener.send_raw(T["IMSG_MSG_CREATE"], 1, b"",
+                                       fd=os.open("/dev/null", os.O_RDONLY)),
+         r"unexpected descriptor from listener"),
+        (lambda q: q.listener.send_raw(T["IMSG_MSG_CREATE"], 1, b"x" * 16,
+                                       length=IPC_MAX_PAYLOAD + 1),
+         r"malformed frame from listener"),
+    ]
+    for act, why in cases:
+        def body(d, q):
+            act(q)
+            q.dies(why)
+        run(body)
+
+
+def t_queue_ipc_truncated_payload_is_fatal():
+    def body(d, q):
+        msgid, _ = q.create(16)
+        q.listener.send_raw(T["IMSG_MSG_ENVELOPE"], 16,
+                            pack("sss", msgid, "a@example.org", "alice"))
+        q.dies(r"bad MSG_ENVELOPE")
+    run(body)
+
+
+# --- the stateful fuzzer ---
+
+def tree(top, skip):
+    """{path: (size, mtime)} of every file under top, but skip."""
+    out = {}
+    for d, dirs, files in os.walk(top):
+        dirs[:] = [x for x in dirs if os.path.join(d, x) not in skip]
+        for f in files:
+            p = os.path.join(d, f)
+            if p not in skip:
+                st = os.lstat(p)
+                out[p] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+class Model:
+    """What a session's message is in, as queue.c's table says."""
+
+    def __init__(self, rnd):
+        self.rnd = rnd
+        self.sessions = {}      # sid -> dict(state, msgid, fd, data, n)
+        self.committed = {}     # msgid -> the octets written
+
+    def close_fds(self):
+        for s in self.sessions.values():
+            os.close(s["fd"])
+        self.sessions = {}
+
+
+def legal_step(q, model, sid, what):
+    """A request the listener may send in the session's state; checks
+    the answer.  Returns nothing: a wrong answer raises."""
+    rnd = model.rnd
+    s = model.sessions.get(sid)
+    if s is None:
+        msgid, fd = q.create(sid)
+        model.sessions[sid] = dict(state="open", msgid=msgid, fd=fd,
+                                   data=b"", n=0)
+        return
+    if rnd.random() < 0.1:
+        q.listener.send("IMSG_MSG_ABORT", sid, "s", s["msgid"])
+        os.close(s["fd"])
+        del model.sessions[sid]
+        return
+    if s["state"] == "open":
+        room = SIZE + RECEIVED_MAX - len(s["data"])
+        chunk = rnd.randbytes(rnd.choice((0, 10, 1000, 20000, room)))
+        os.write(s["fd"], chunk)
+        s["data"] += chunk
+        q.envelope(sid, s["msgid"], sender=rnd.choice(
+            ("alice@example.org", "", "\"a b\"@example.org",
+             "us\u00e9r@exampl\u00e9.org")), flags=rnd.randint(0, 3))
+        s["state"] = "env"
+    elif s["state"] == "env" or (s["n"] < RCPTS and rnd.random() < 0.4):
+        q.rcpt(sid, s["msgid"], rnd.choice(
+            ("bob@example.org", "postmaster", "c@[192.0.2.9]")))
+        s["n"] += 1
+        s["state"] = "rcpt"
+    else:
+        assert q.commit(sid, s["msgid"]) == QUEUE_OK, (what, q.log())
+        # the listener keeps writing: the queued copy must not change
+        os.write(s["fd"], b"garbage after the 250")
+        os.close(s["fd"])
+        model.committed[s["msgid"]] = s["data"]
+        del model.sessions[sid]
+
+
+def fatal_step(q, model, sid):
+    """Something no listener following the protocol sends; the regex
+    the queue's last words must match."""
+    rnd = model.rnd
+    s = model.sessions.get(sid)
+    state = s["state"] if s else None
+    fake = "%016x" % rnd.getrandbits(64)
+    choices = []
+    if state is None:
+        choices += [
+            (lambda: q.envelope(sid, fake), r"with no open message"),
+            (lambda: q.rcpt(sid, fake), r"with no open message"),
+            (lambda: q.listener.send("IMSG_MSG_COMMIT", sid, "s", fake),
+             r"with no open message"),
+            (lambda: q.listener.send("IMSG_MSG_ABORT", sid, "s", fake),
+             r"with no open message")]
+    else:
+        msgid = s["msgid"]
+        choices += [
+            (lambda: q.listener.send("IMSG_MSG_CREATE", sid),
+             r"for session %08x with" % sid),
+            (lambda: q.listener.send("IMSG_MSG_ABORT", sid, "s", fake),
+             r"names another message")]
+        if state == "open":
+            choices += [
+                (lambda: q.rcpt(sid, msgid), r"with a file handed out"),
+                (lambda: q.envelope(sid, msgid, user="x\x7f"),
+                 r"bad envelope"),
+                (lambda: q.envelope(sid, msgid, helo="h" * 300),
+                 r"bad envelope")]
+        if state == "env":
+            choices += [
+                (lambda: q.listener.send("IMSG_MSG_COMMIT", sid, "s", msgid),
+                 r"with an envelope and no recipient"),
+                (lambda: q.envelope(sid, msgid), r"with an envelope")]
+        if state in ("env", "rcpt"):
+            choices += [
+                (lambda: q.rcpt(sid, msgid, "x@"), r"bad recipient"),
+                (lambda: [q.rcpt(sid, msgid) for _ in range(RCPTS + 1)],
+                 r"more recipients than the limit")]
+        if state == "rcpt":
+            def oversize():
+                os.write(s["fd"], b"y" * (SIZE + RECEIVED_MAX + 1))
+                q.listener.send("IMSG_MSG_COMMIT", sid, "s", msgid)
+            choices.append((oversize, r"over the size limit"))
+    choices += [
+        (lambda: q.listener.send_raw(rnd.choice(
+            (T["IMSG_MSG_FILE"], T["IMSG_MSG_RESULT"], T["IMSG_CONF"],
+             T["IMSG_AUTH_START"], T["IMSG_MAX"], 0xffffffff)), sid,
+            rnd.randbytes(rnd.randint(0, 40))),
+         r"unexpected message \d+ from listener"),
+        (lambda: q.listener.send_raw(T["IMSG_MSG_CREATE"], sid,
+                                     rnd.randbytes(rnd.randint(1, 8))),
+         r"bad MSG_CREATE|for session %08x with" % sid),
+        (lambda: q.listener.send_raw(T["IMSG_MSG_COMMIT"], sid,
+                                     rnd.randbytes(rnd.randint(0, 30))
+                                     .replace(b"\0", b"")),
+         r"bad MSG_COMMIT|with no open message|for session")]
+    return rnd.choice(choices)
+
+
+def queue_fds(q):
+    """The files the queue process holds open, under its directory."""
+    fddir = "/proc/%d/fd" % q.proc.pid
+    out = []
+    for fd in os.listdir(fddir):
+        try:
+            target = os.readlink(os.path.join(fddir, fd))
+        except OSError:
+            continue
+        if target.startswith(os.path.join(q.d.queue, "")):
+            out.append(target[len(q.d.queue):])
+    return out
+
+
+def check_queue(d, model, q):
+    """queue/ holds exactly the committed messages, each as written."""
+    names = set(os.listdir(os.path.join(d.queue, "queue")))
+    want = set()
+    for msgid in model.committed:
+        want |= {msgid + ".msg", msgid + ".env"}
+    assert names == want, (sorted(names ^ want), q.log()[-3000:])
+    for msgid, data in model.committed.items():
+        assert queued(d, msgid) == data, msgid
+    assert os.listdir(os.path.join(d.queue, "corrupt")) == []
+
+
+def t_queue_ipc_random_sequences_follow_protocol_or_exit():
+    """A stateful fuzzer: random well-formed and malformed requests for a
+    few sessions, checked against a model of each session's message.
+    While every request is allowed, [queue] answers exactly as the model
+    says, and the queued copies stay what was written whatever the
+    listener writes after the 250; at the first request that is not
+    allowed it exits, with a reason.  It never hangs, and nothing outside
+    the queue directory changes, and it keeps no descriptor it does not
+    need."""
+    seed = int(os.environ.get("FUZZ_SEED", time.time()))
+    rnd = random.Random(seed)
+    d = Smsubmit(start=False, conf=CONF)   # no relay host: all stays
+    d.make_queue()
+    model = Model(rnd)
+    skip = {d.queue, os.path.join(d.dir, "queue.log")}
+    before = tree(d.dir, skip)
+    steps = deaths = 0
+    try:
+        for run_no in range(16):
+            q = QueueChild(d)
+            died = False
+            try:
+                for _ in range(50):
+                    steps += 1
+                    sid = rnd.randint(1, 3)
+                    what = "seed %d run %d step %d session %d %r" % (
+                        seed, run_no, steps, sid,
+                        model.sessions.get(sid, {}).get("state"))
+                    if rnd.random() < 0.975:
+                        legal_step(q, model, sid, what)
+                        continue
+                    act, why = fatal_step(q, model, sid)
+                    act()
+                    try:
+                        q.dies(why)
+                    except AssertionError as e:
+                        raise AssertionError("%s: %s" % (what, e))
+                    died = True
+                    break
+                if not died:
+                    # nothing unasked for, no descriptor kept but for
+                    # the open messages, and still answering
+                    assert q.listener.recv(0.3) is None, what
+                    held = [f for f in queue_fds(q) if f.startswith("/tmp/")]
+                    assert len(held) == len(model.sessions), (what, held)
+                    msgid, fd = q.create(99)
+                    os.close(fd)
+                    q.listener.send("IMSG_MSG_ABORT", 99, "s", msgid)
+                    assert q.alive(), what
+                deaths += died
+            finally:
+                model.close_fds()
+                q.close()
+            check_queue(d, model, q)
+        assert tree(d.dir, skip) == before, "files outside the queue"
+        print("# seed %d: %d requests, %d runs ended by a fatal one, "
+              "%d messages committed" % (seed, steps, deaths,
+                                         len(model.committed)))
+    finally:
+        d.stop()
