@@ -1032,6 +1032,18 @@ queue_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 
 	if (msg == NULL)
 		fatalx("queue process went away");
+	if (msg->type == IMSG_LIMIT_RESULT) {
+		if (msg->fd != -1)
+			fatalx("unexpected descriptor from queue");
+		if ((s = session_find(msg->peerid)) == NULL)
+			return;		/* the client left meanwhile */
+		if (s->pending != PENDING_LIMIT)
+			fatalx("queue answer for session %08x not waiting "
+			    "for it", s->id);
+		session_limit_result(s, msg);
+		pump(s);
+		return;
+	}
 	if (msg->type != IMSG_MSG_FILE && msg->type != IMSG_MSG_RESULT)
 		fatalx("unexpected message %u from queue", msg->type);
 	if ((s = session_find(msg->peerid)) == NULL) {

@@ -351,6 +351,7 @@ listener_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 	if (msg == NULL) {
 		/* it finished its sessions, or the parent reports its death */
 		log_debug("listener gone, exiting");
+		userlimit_save();
 		exit(0);
 	}
 	if (msg->fd != -1)
@@ -405,6 +406,19 @@ listener_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 			fatalx("bad MSG_ABORT");
 		if ((in = incoming_find(msg->peerid, msgid)) != NULL)
 			incoming_drop(in);
+		return;
+	case IMSG_LIMIT_MAIL:
+	case IMSG_LIMIT_RCPT:
+		/* asked only for a limit that is set, by an authed user */
+		if (ipc_unpack(msg, "s", &user) == -1 || *user == '\0' ||
+		    !text_valid(user, sizeof(in->m.user)) ||
+		    (msg->type == IMSG_LIMIT_MAIL ?
+		    env.conf->user_messages : env.conf->user_recipients) == 0)
+			fatalx("bad LIMIT request from listener");
+		ipc_send(env.listener, IMSG_LIMIT_RESULT, msg->peerid, -1, "u",
+		    (uint32_t)userlimit_take(user, msg->type ==
+		    IMSG_LIMIT_MAIL ? USERLIMIT_MESSAGES :
+		    USERLIMIT_RECIPIENTS));
 		return;
 	default:
 		fatalx("unexpected message %u from listener", msg->type);
@@ -669,6 +683,7 @@ static void
 signal_cb(int sig, short ev, void *arg)
 {
 	/* between two events: no commit is ever half done */
+	userlimit_save();
 	log_info("stopping, %d messages in the queue", queue_count());
 	exit(0);
 }
@@ -701,6 +716,7 @@ queue_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 	    evsignal_add(sterm, NULL) == -1)
 		fatalx("evsignal");
 	relay_init(env.base, conf);
+	userlimit_init(env.base, conf);
 	control_listen(env.base);
 	schedule();
 	sandbox_enter("queue", peers->parent->fd);

@@ -122,6 +122,10 @@ struct smsubmit_conf {
 	int			 max_sessions;
 	int			 max_sessions_per_addr;
 	int			 max_sessions_per_net;	/* a /24 or /64 */
+	int			 user_messages;		/* per user; 0: none */
+	time_t			 user_messages_window;
+	int			 user_recipients;
+	time_t			 user_recipients_window;
 	time_t			 timeout_handshake;	/* seconds */
 	time_t			 timeout_command;
 	time_t			 timeout_data;		/* idle, in DATA */
@@ -198,6 +202,16 @@ enum msg_type {
 	/* queue -> listener */
 	IMSG_MSG_FILE,		/* "us" enum queue_result, msgid; fd if ok */
 	IMSG_MSG_RESULT,	/* "us" enum queue_result, msgid */
+	/* listener -> queue, only for a limit that is set (userlimit.c) */
+	IMSG_LIMIT_MAIL,	/* "s" user: may it send one more message?
+				   counted if so */
+	IMSG_LIMIT_RCPT,	/* "s" user: one more recipient? */
+	/* queue -> listener */
+	IMSG_LIMIT_RESULT,	/* "u" 0: go on, 1: over the limit */
+	/* queue -> listener, peerid: a control request, not a session */
+	IMSG_STATS_REQUEST,	/* "" the listener's counters, please */
+	/* listener -> queue, peerid: that of the request */
+	IMSG_STATS,		/* "b" struct smtp_stats */
 	/* any child -> parent, from its SIGSYS handler */
 	IMSG_SANDBOX_VIOLATION,	/* "u" the forbidden system call's number */
 	IMSG_MAX
@@ -330,7 +344,9 @@ struct session {
 		PENDING_NONE,		/* input is processed */
 		PENDING_AUTH,		/* waiting for auth: input held */
 		PENDING_FILE,		/* waiting for the queue's file */
-		PENDING_COMMIT		/* waiting for the queue's commit */
+		PENDING_COMMIT,		/* waiting for the queue's commit */
+		PENDING_LIMIT		/* waiting for the queue's word on a
+					   per-user limit (MAIL or RCPT) */
 	}			 pending;
 	time_t			 deadline;	/* for the command or DATA */
 	short			 rwant;		/* what a read waits for */
@@ -353,6 +369,7 @@ struct session {
 	char			 from[ADDR_MAX];
 	char			**rcpts;
 	int			 nrcpts;
+	char			*rcpt_held;	/* its RCPT waits for the limit */
 	/* DATA */
 	char			 msgid[QUEUE_ID_LEN + 1];
 	int			 msgfd;
@@ -397,6 +414,8 @@ void	 session_auth_result(struct session *, struct ipc_msg *);
 /* The auth worker did not answer in time: the exchange is over. */
 void	 session_auth_timeout(struct session *);
 void	 session_queue_result(struct session *, struct ipc_msg *);
+/* The queue's answer to a per-user limit asked at MAIL or RCPT. */
+void	 session_limit_result(struct session *, struct ipc_msg *);
 void	 session_cleanup(struct session *);
 /* Split a command line; returns the command or NULL if unknown. */
 const struct smtp_cmd *session_cmd_lookup(const char *, const char **arg);
@@ -452,6 +471,22 @@ void	 queue_relay_back(void);
 /* For the control socket: list the queue, or make all of it due now. */
 void	 queue_show(struct buf *);
 void	 queue_flush(struct buf *);
+
+/* --- userlimit.c: per-user sending limits, in the queue process --- */
+
+#define USERLIMIT_FILE		"limits"	/* in the queue directory */
+
+enum userlimit_kind {
+	USERLIMIT_MESSAGES,
+	USERLIMIT_RECIPIENTS
+};
+
+/* Load the counts kept in the queue directory (the current directory). */
+void	 userlimit_init(struct event_base *, struct smsubmit_conf *);
+/* 0 and one more counted for user, or 1 if that would be over the limit. */
+int	 userlimit_take(const char *user, enum userlimit_kind);
+/* Write the counts now if they changed (before exit). */
+void	 userlimit_save(void);
 
 /* --- keypair.c --- */
 
