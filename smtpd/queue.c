@@ -51,6 +51,9 @@ static struct {
 	TAILQ_HEAD(, qmsg)	 queue;
 	struct qmsg		*busy;		/* with the relay */
 	int			 dirfd;		/* queue/ */
+	struct queue_stats	 stats;		/* for smsubmit -s */
+	struct timespec		 busy_since;	/* when the relay took busy */
+	int			 timed;		/* the relay has it */
 } env;
 
 static void	schedule(void);
@@ -407,6 +410,9 @@ listener_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 		if ((in = incoming_find(msg->peerid, msgid)) != NULL)
 			incoming_drop(in);
 		return;
+	case IMSG_STATS:
+		control_stats(msg);
+		return;
 	case IMSG_LIMIT_MAIL:
 	case IMSG_LIMIT_RCPT:
 		/* asked only for a limit that is set, by an authed user */
@@ -484,6 +490,7 @@ bounce(struct qmsg *m, int expired)
 		}
 		close(fd);
 		enqueue(&b);
+		env.stats.bounces++;
 		log_info("message %s: bounce %s sent to <%s>", m->id, b.id,
 		    log_escape(esc, sizeof(esc), m->from));
 	}
@@ -499,11 +506,21 @@ queue_relay_done(struct qmsg *m)
 	time_t	 now = time(NULL);
 	char	 esc[LOG_ESCAPE_MAX(sizeof(m->error))];
 	int	 i, pending = 0, done = 0, failed = 0, expired = 0;
+	struct timespec	 ts;
 
 	env.busy = NULL;
 	for (i = 0; i < m->nrcpts; i++)
 		if (m->rcpts[i].state == RCPT_PENDING)
 			pending++;
+	if (env.timed) {
+		env.timed = 0;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		env.stats.relay_attempts++;
+		env.stats.relay_usec += (ts.tv_sec - env.busy_since.tv_sec) *
+		    1000000LL + (ts.tv_nsec - env.busy_since.tv_nsec) / 1000;
+		if (pending > 0)
+			env.stats.relay_failures++;
+	}
 	if (pending > 0 && now - m->created >= env.conf->queue_lifetime) {
 		expired = 1;
 		for (i = 0; i < m->nrcpts; i++) {
@@ -603,6 +620,22 @@ queue_flush(struct buf *out)
 	schedule();
 }
 
+void
+queue_stats(struct queue_stats *st)
+{
+	struct qmsg	*m;
+	time_t		 now = time(NULL), oldest = now;
+
+	*st = env.stats;
+	st->depth = 0;
+	TAILQ_FOREACH(m, &env.queue, entry) {
+		st->depth++;
+		if (m->created < oldest)
+			oldest = m->created;
+	}
+	st->oldest = now - oldest;
+}
+
 static int
 has_pending(struct qmsg *m)
 {
@@ -647,9 +680,11 @@ schedule(void)
 		/* later arrivals go behind those waiting */
 		TAILQ_REMOVE(&env.queue, due, entry);
 		TAILQ_INSERT_TAIL(&env.queue, due, entry);
-		if (has_pending(due))
+		if (has_pending(due)) {
+			clock_gettime(CLOCK_MONOTONIC, &env.busy_since);
+			env.timed = 1;
 			relay_deliver(due);
-		else
+		} else
 			queue_relay_done(due);	/* only a bounce to make */
 		return;
 	}
@@ -717,7 +752,7 @@ queue_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 		fatalx("evsignal");
 	relay_init(env.base, conf);
 	userlimit_init(env.base, conf);
-	control_listen(env.base);
+	control_listen(env.base, env.listener);
 	schedule();
 	sandbox_enter("queue", peers->parent->fd);
 	ipc_send(peers->parent, IMSG_READY, 0, -1, "");

@@ -117,6 +117,11 @@ session_reply(struct session *s, const char *fmt, ...)
 	}
 	if (last && s->owed > 0)
 		s->owed--;
+	if (last && (line[0] == '4' || line[0] == '5') &&
+	    line[1] >= '0' && line[1] <= '9' && line[2] >= '0' &&
+	    line[2] <= '9')
+		s->env->stats.codes[(line[0] - '0') * 100 +
+		    (line[1] - '0') * 10 + line[2] - '0' - STATS_CODE_MIN]++;
 	log_debug("session %08x > %.*s", s->id, n, line);
 	line[n++] = '\r';
 	line[n++] = '\n';
@@ -599,6 +604,7 @@ session_auth_result(struct session *s, struct ipc_msg *msg)
 		}
 		log_sanitise(s->user, sizeof(s->user), str);
 		s->flags |= SF_AUTHED;
+		s->env->stats.auth_ok++;
 		s->state = S_HELO;
 		log_info("session %08x authenticated user=%s mechanism=%s "
 		    "from %s", s->id, s->user, s->mech, s->client);
@@ -610,6 +616,7 @@ session_auth_result(struct session *s, struct ipc_msg *msg)
 		s->state = S_HELO;
 		switch (reason) {
 		case AUTH_R_BADCREDS:
+			s->env->stats.auth_failed++;
 			if (++s->nauthfail >= conf->auth_max_failures) {
 				session_reply(s, "421 4.7.0 %s Too many "
 				    "authentication failures", conf->hostname);
@@ -863,6 +870,8 @@ session_limit_result(struct session *s, struct ipc_msg *msg)
 	s->pending = PENDING_NONE;
 	s->deadline = time(NULL) + conf->timeout_command;
 	if (over) {
+		s->env->stats.user_limited[rcpt ? USERLIMIT_RECIPIENTS :
+		    USERLIMIT_MESSAGES]++;
 		/* a fail2ban jail of its own matches this line */
 		log_info("session %08x user=%s from %s over the sending limit: "
 		    "%d %s per %llds", s->id, s->user, s->client,
@@ -1253,6 +1262,8 @@ session_queue_result(struct session *s, struct ipc_msg *msg)
 			fatalx("queue answered for another message");
 		if (result == QUEUE_OK) {
 			log_accepted(s);
+			s->env->stats.messages++;
+			s->env->stats.bytes += s->msgsize;
 			session_reply(s, "250 2.0.0 Ok: queued as %s",
 			    s->msgid);
 			s->msgid[0] = '\0';	/* the queue's now */

@@ -289,6 +289,45 @@ void	 signer_init(int fd);
 void	 sandbox_enter(const char *proc, int parentfd);
 const char *sandbox_syscall_name(uint32_t);
 
+/* --- stats.c: the counters `smsubmit -s` prints --- */
+
+enum stats_tls { STATS_TLS10, STATS_TLS11, STATS_TLS12, STATS_TLS13,
+	STATS_TLS_OTHER, STATS_TLS_MAX };
+#define STATS_CODE_MIN		400	/* refusals counted by reply code */
+#define STATS_CODES		200	/* 400 to 599 */
+
+/* The listener's, sent whole in IMSG_STATS (the same binary both ends). */
+struct smtp_stats {
+	uint64_t	 sessions_open;	/* filled in when asked */
+	uint64_t	 sessions;
+	uint64_t	 refused;	/* connections, at accept */
+	uint64_t	 tls[STATS_TLS_MAX];
+	uint64_t	 tls_failed;
+	uint64_t	 auth_ok;
+	uint64_t	 auth_failed;	/* bad credentials */
+	uint64_t	 auth_throttled; /* failures held back (auth delay) */
+	uint64_t	 auth_banned;	/* connections from a banned address */
+	uint64_t	 messages;	/* accepted, 250 after DATA */
+	uint64_t	 bytes;
+	uint64_t	 user_limited[2]; /* by enum userlimit_kind */
+	uint64_t	 codes[STATS_CODES]; /* 4xx and 5xx replies */
+};
+
+/* The queue's, read when asked. */
+struct queue_stats {
+	uint64_t	 depth;		/* messages in the queue */
+	uint64_t	 oldest;	/* age of the oldest, seconds */
+	uint64_t	 relay_attempts;
+	uint64_t	 relay_failures; /* attempts that left a retry */
+	uint64_t	 relay_usec;	/* time spent in attempts */
+	uint64_t	 bounces;
+};
+
+enum stats_tls	 stats_tls_version(const char *);	/* "TLSv1.3" */
+/* The text of `smsubmit -s`, or with openmetrics that of -o openmetrics. */
+void	 stats_format(struct buf *, const struct smtp_stats *,
+	    const struct queue_stats *, int openmetrics);
+
 /* --- listener.c --- */
 
 struct listener_env {
@@ -302,6 +341,7 @@ struct listener_env {
 	int			 nsessions;
 	int			 stopping;
 	unsigned long		 reply_faults;	/* replies dropped or added */
+	struct smtp_stats	 stats;
 	uint32_t		 nextid;
 	char			*cert[CRYPTO_KEYS_MAX];	/* PEM from the parent */
 	size_t			 certlen[CRYPTO_KEYS_MAX];
@@ -471,6 +511,7 @@ void	 queue_relay_back(void);
 /* For the control socket: list the queue, or make all of it due now. */
 void	 queue_show(struct buf *);
 void	 queue_flush(struct buf *);
+void	 queue_stats(struct queue_stats *);
 
 /* --- userlimit.c: per-user sending limits, in the queue process --- */
 
@@ -534,12 +575,15 @@ int	 envelope_update(int dirfd, const struct qmsg *);
 int	 bounce_write(int fd, struct smsubmit_conf *, struct qmsg *,
 	    const char *id, int msgfd, int expired);
 
-/* --- control.c: smsubmit -q and -Q, and their server in the queue --- */
+/* --- control.c: smsubmit -q, -Q, -s, and their server in [queue] --- */
 
 #define CONTROL_SOCKET	"control"	/* in the queue directory */
 
-void	 control_listen(struct event_base *);
+/* listener: the channel to ask for the listener's counters */
+void	 control_listen(struct event_base *, struct ipc *listener);
 int	 control_client(struct smsubmit_conf *, const char *command);
+/* The listener's IMSG_STATS, for the request peerid names. */
+void	 control_stats(struct ipc_msg *);
 
 void	 relay_init(struct event_base *, struct smsubmit_conf *);
 int	 relay_ready(void);		/* can take a message now */
