@@ -699,9 +699,11 @@ over_limit(const char *client, const char *net)
 		return "Too many sessions";
 	strlcpy(key.addr, client, sizeof(key.addr));
 	if ((a = SPLAY_FIND(addrtree, &addrs, &key)) != NULL) {
-		if (a->banned_until > time(NULL) && ++env.stats.auth_banned)
+		if (a->banned_until > time(NULL)) {
+			env.stats.auth_banned++;
 			return "Too many authentication failures from your "
 			    "address";
+		}
 		if (a->n >= conf->max_sessions_per_addr)
 			return "Too many sessions from your address";
 	}

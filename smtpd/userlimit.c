@@ -89,11 +89,11 @@ step_len(time_t window, int *nsteps)
 	return g;
 }
 
-static uint32_t
+static uint64_t
 window_count(struct window *w, time_t window, time_t now)
 {
 	time_t		 g, cur;
-	uint32_t	 sum = 0;
+	uint64_t	 sum = 0;
 	int		 i, nsteps;
 
 	g = step_len(window, &nsteps);
@@ -204,7 +204,7 @@ userlimit_take(const char *name, enum userlimit_kind k)
 	/* no room to count it: refused, the limit must hold */
 	if ((u = user_get(name, now)) == NULL)
 		return 1;
-	if (window_count(&u->w[k], window, now) >= (uint32_t)max)
+	if (window_count(&u->w[k], window, now) >= (uint64_t)max)
 		return 1;
 	window_add(&u->w[k], window, now, now, 1);
 	if (!ul.dirty) {

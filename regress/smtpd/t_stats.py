@@ -7,6 +7,7 @@ traffic."""
 import os
 import re
 import sys
+import time
 
 import harness
 from harness import USERS, Skip, Smsubmit, expect, message, unique
@@ -172,3 +173,38 @@ def t_stats_bad_usage():
                       ["-s", "-q"]):
             status, out, err = control(d, *flags)
             assert status == 1 and "usage:" in err, (flags, status, err)
+
+
+def t_stats_counts_bans_and_user_limits():
+    with Smsubmit(conf={"auth ban": "after 2 within 1m for 1m",
+                        "limit user messages": "1 per 1h"}) as d:
+        before, _, _ = scrape(d)
+        d.submit(message(unique("stb")))
+        c = d.session(user="alice")
+        expect(c.cmd("MAIL FROM:<alice@example.org>"), 450, "4.7.1")
+        c.quit()
+        c = d.client("tls")
+        c.ehlo()
+        expect(c.auth_plain("alice", "wrong"), 535, "5.7.8")
+        expect(c.auth_login("alice", "wrong"), 535, "5.7.8")
+        c.quit()
+        time.sleep(0.5)
+        for kind in ("starttls", "tls"):
+            harness.refused_at_accept(d, kind)
+        d.wait_log(r"(?s)refused: Too many authentication failures.*"
+                   r"refused: Too many authentication failures")
+        after, _, out = scrape(d)
+
+        def delta(name, **labels):
+            return v(after, name, **labels) - v(before, name, **labels)
+
+        assert delta("smsubmit_user_limit_refusals_total",
+                     limit="messages") == 1, out
+        assert delta("smsubmit_user_limit_refusals_total",
+                     limit="recipients") == 0, out
+        assert delta("smsubmit_refusals_total", code="450") == 1, out
+        assert delta("smsubmit_auth_failures_total") == 2, out
+        assert delta("smsubmit_auth_banned_total") == 2, out
+        assert delta("smsubmit_connections_refused_total") == 2, out
+        # the refused connections are no sessions
+        assert delta("smsubmit_sessions_total") == 3, out
