@@ -41,7 +41,8 @@ COMMON	 = common/log.o common/buf.o common/b64.o common/addr.o \
 SMTPD	 = smtpd/smsubmit.o smtpd/proc.o smtpd/parse.o smtpd/listener.o \
 	   smtpd/session.o smtpd/signer.o smtpd/auth.o smtpd/queue.o \
 	   smtpd/relay.o smtpd/envelope.o smtpd/bounce.o smtpd/control.o \
-	   smtpd/crypto.o smtpd/sandbox.o smtpd/check.o smtpd/keypair.o
+	   smtpd/crypto.o smtpd/sandbox.o smtpd/check.o smtpd/keypair.o \
+	   smtpd/userlimit.o smtpd/stats.o
 UNIT	 = $(patsubst %.c,%,$(wildcard regress/unit/t_*.c))
 
 all: smtpd/smsubmit

@@ -1,8 +1,11 @@
 /*
  * control.c: the queue's control socket.  The queue process listens on
  * "control" in the queue directory (so only root and the queue user can
- * reach it); `smsubmit -q` asks it for a listing and `smsubmit -Q` makes
- * it retry every message now.  One line in, text out, then close.
+ * reach it); `smsubmit -q` asks it for a listing, `smsubmit -Q` makes
+ * it retry every message now, and `smsubmit -s` for the counters of the
+ * listener and the queue: the listener's are asked for over its channel
+ * (IMSG_STATS_REQUEST) and the answer is written when they come.  One
+ * line in, text out, then close.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -20,6 +23,23 @@
 #include "smsubmit.h"
 
 #define CONTROL_CMD_MAX	64
+#define STATS_WAIT	5	/* seconds for the listener's counters */
+#define STATS_PENDING	16	/* requests waiting for them at once */
+
+/* A `smsubmit -s` waiting for the listener's counters. */
+struct stats_req {
+	int		 fd;		/* -1: a free slot */
+	uint32_t	 id;
+	int		 openmetrics;
+	struct event	*timer;
+};
+
+static struct {
+	struct event_base	*base;
+	struct ipc		*listener;
+	struct stats_req	 req[STATS_PENDING];
+	uint32_t		 nextid;
+} ctl;
 
 static void
 set_timeouts(int fd, int secs)
@@ -47,6 +67,73 @@ write_all(int fd, const char *p, size_t n)
 }
 
 static void
+stats_end(struct stats_req *r, const char *text, size_t len)
+{
+	write_all(r->fd, text, len);
+	close(r->fd);
+	r->fd = -1;
+	evtimer_del(r->timer);
+}
+
+static void
+stats_timeout_cb(int fd, short ev, void *arg)
+{
+	struct stats_req	*r = arg;
+	const char		*msg = "error: the listener did not answer\n";
+
+	log_warnx("control: no counters from the listener in %ds",
+	    STATS_WAIT);
+	stats_end(r, msg, strlen(msg));
+}
+
+static void
+stats_start(int fd, int openmetrics)
+{
+	struct timeval	 tv = { STATS_WAIT, 0 };
+	const char	*busy = "error: too many requests at once\n";
+	int		 i;
+
+	for (i = 0; i < STATS_PENDING; i++)
+		if (ctl.req[i].fd == -1)
+			break;
+	if (i == STATS_PENDING) {
+		write_all(fd, busy, strlen(busy));
+		close(fd);
+		return;
+	}
+	ctl.req[i].fd = fd;
+	ctl.req[i].id = ++ctl.nextid;
+	ctl.req[i].openmetrics = openmetrics;
+	evtimer_add(ctl.req[i].timer, &tv);
+	ipc_send(ctl.listener, IMSG_STATS_REQUEST, ctl.req[i].id, -1, "");
+}
+
+void
+control_stats(struct ipc_msg *msg)
+{
+	struct smtp_stats	 s;
+	struct queue_stats	 q;
+	struct buf		 out;
+	const uint8_t		*p;
+	size_t			 len;
+	int			 i;
+
+	if (ipc_unpack(msg, "b", &p, &len) == -1 || len != sizeof(s))
+		fatalx("bad STATS from listener");
+	for (i = 0; i < STATS_PENDING; i++)
+		if (ctl.req[i].fd != -1 && ctl.req[i].id == msg->peerid)
+			break;
+	if (i == STATS_PENDING)
+		return;		/* it timed out meanwhile */
+	memcpy(&s, p, sizeof(s));
+	queue_stats(&q);
+	buf_init(&out, 1024 * 1024);
+	stats_format(&out, &s, &q, ctl.req[i].openmetrics);
+	stats_end(&ctl.req[i], buf_head(&out), buf_used(&out));
+	buf_free(&out);
+}
+
+static void
 accept_cb(int lfd, short ev, void *arg)
 {
 	struct buf	 out;
@@ -66,6 +153,11 @@ accept_cb(int lfd, short ev, void *arg)
 	}
 	cmd[have] = '\0';
 	cmd[strcspn(cmd, "\r\n")] = '\0';
+	if (strcmp(cmd, "stats") == 0 || strcmp(cmd, "stats openmetrics") ==
+	    0) {
+		stats_start(fd, cmd[5] != '\0');
+		return;
+	}
 	buf_init(&out, 64 * 1024 * 1024);
 	if (strcmp(cmd, "list") == 0)
 		queue_show(&out);
@@ -79,11 +171,20 @@ accept_cb(int lfd, short ev, void *arg)
 }
 
 void
-control_listen(struct event_base *base)
+control_listen(struct event_base *base, struct ipc *listener)
 {
 	struct sockaddr_un	 sun;
 	struct event		*ev;
-	int			 fd;
+	int			 fd, i;
+
+	ctl.base = base;
+	ctl.listener = listener;
+	for (i = 0; i < STATS_PENDING; i++) {
+		ctl.req[i].fd = -1;
+		if ((ctl.req[i].timer = evtimer_new(base, stats_timeout_cb,
+		    &ctl.req[i])) == NULL)
+			fatalx("evtimer_new");
+	}
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;

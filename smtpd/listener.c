@@ -306,8 +306,10 @@ handshake(struct session *s)
 	if (r == -1) {
 		log_info("session %08x TLS handshake failed: %s", s->id,
 		    tls_error(s->tls));
+		env.stats.tls_failed++;
 		return -1;
 	}
+	env.stats.tls[stats_tls_version(tls_conn_version(s->tls))]++;
 	s->flags |= SF_TLS;
 	s->rwant = s->wwant = 0;
 	log_info("session %08x TLS established: %s %s", s->id,
@@ -698,6 +700,7 @@ refuse(int fd, struct listen_conf *lc, const char *client, const char *enh,
 			log_debug("421 to %s not written", client);
 	}
 	close(fd);
+	env.stats.refused++;
 	if (now != refused.second) {
 		if (refused.unlogged > 0)
 			log_info("%lu more connections refused",
@@ -727,9 +730,11 @@ over_limit(const char *client, const char *net, int global)
 		return "Too many sessions";
 	strlcpy(key.addr, client, sizeof(key.addr));
 	if ((a = SPLAY_FIND(addrtree, &addrs, &key)) != NULL) {
-		if (a->banned_until > time(NULL))
+		if (a->banned_until > time(NULL)) {
+			env.stats.auth_banned++;
 			return "Too many authentication failures from your "
 			    "address";
+		}
 		if (a->n >= conf->max_sessions_per_addr)
 			return "Too many sessions from your address";
 	}
@@ -825,6 +830,7 @@ accept_one(struct listen_conf *lc)
 	}
 	SPLAY_INSERT(sessiontree, &sessions, s);
 	env.nsessions++;
+	env.stats.sessions++;
 	/* the handshake and the first command, however slow the client */
 	s->deadline = time(NULL) + MINIMUM(env.conf->timeout_handshake,
 	    env.conf->timeout_command);
@@ -1177,6 +1183,7 @@ auth_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 		    secs > env.conf->auth_delay_max)
 			fatalx("bad AUTH_HOLD from %s", w->name);
 		s->auth_held = 1;
+		env.stats.auth_throttled++;
 		w->busy--;
 		auth_wait(s, secs + env.conf->auth_timeout);
 		return;
@@ -1203,6 +1210,27 @@ queue_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 
 	if (msg == NULL)
 		fatalx("queue process went away");
+	if (msg->type == IMSG_STATS_REQUEST) {
+		/* peerid is the control request's, not a session's */
+		if (msg->fd != -1 || ipc_unpack(msg, "") == -1)
+			fatalx("bad STATS_REQUEST from queue");
+		env.stats.sessions_open = env.nsessions;
+		ipc_send(env.queue, IMSG_STATS, msg->peerid, -1, "b",
+		    &env.stats, sizeof(env.stats));
+		return;
+	}
+	if (msg->type == IMSG_LIMIT_RESULT) {
+		if (msg->fd != -1)
+			fatalx("unexpected descriptor from queue");
+		if ((s = session_find(msg->peerid)) == NULL)
+			return;		/* the client left meanwhile */
+		if (s->pending != PENDING_LIMIT)
+			fatalx("queue answer for session %08x not waiting "
+			    "for it", s->id);
+		session_limit_result(s, msg);
+		pump(s);
+		return;
+	}
 	if (msg->type != IMSG_MSG_FILE && msg->type != IMSG_MSG_RESULT)
 		fatalx("unexpected message %u from queue", msg->type);
 	if ((s = session_find(msg->peerid)) == NULL) {

@@ -122,7 +122,7 @@ typedef struct {
 
 %token	AFTER BAN CHECKHEADERFROM DELAY FOR SENDERS WITHIN
 %token	AUTH CERTIFICATE CIPHERS COMMAND DATA HANDSHAKE HOSTNAME KEY LIFETIME
-%token	LIMIT
+%token	LIMIT MESSAGES PER
 %token	LISTEN MAXFAILURES MECHANISMS MESSAGESIZE ON PORT PROTOCOLS QUEUE
 %token	RECIPIENTS RELAY RETRY SASLCONFIG SESSIONS SESSIONSPERADDR
 %token	SESSIONSPERNET STARTTLS TIMEOUT
@@ -425,6 +425,24 @@ limit		: LIMIT MESSAGESIZE size {
 				YYERROR;
 			in.conf->max_sessions_per_net = n;
 		}
+		| LIMIT USER MESSAGES string PER duration {
+			long long	n;
+
+			if (get_number($4, 1, LIMIT_MAX, "user messages",
+			    &n) == -1)
+				YYERROR;
+			in.conf->user_messages = n;
+			in.conf->user_messages_window = $6;
+		}
+		| LIMIT USER RECIPIENTS string PER duration {
+			long long	n;
+
+			if (get_number($4, 1, LIMIT_MAX, "user recipients",
+			    &n) == -1)
+				YYERROR;
+			in.conf->user_recipients = n;
+			in.conf->user_recipients_window = $6;
+		}
 		;
 
 size		: string {
@@ -491,7 +509,9 @@ static const struct keyword {
 	{ "max-failures",		MAXFAILURES },
 	{ "mechanisms",			MECHANISMS },
 	{ "message-size",		MESSAGESIZE },
+	{ "messages",			MESSAGES },
 	{ "on",				ON },
+	{ "per",			PER },
 	{ "port",			PORT },
 	{ "protocols",			PROTOCOLS },
 	{ "proxy",			PROXY },

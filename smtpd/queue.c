@@ -100,6 +100,9 @@ static struct {
 	TAILQ_HEAD(, qmsg)	 queue;
 	struct qmsg		*busy;		/* with the relay */
 	int			 dirfd;		/* queue/ */
+	struct queue_stats	 stats;		/* for smsubmit -s */
+	struct timespec		 busy_since;	/* when the relay took busy */
+	int			 timed;		/* the relay has it */
 } env;
 
 static void	schedule(void);
@@ -599,6 +602,24 @@ mstate_name(int state)
 	}
 }
 
+/* May this user send one more message or recipient?  Counted if so. */
+static void
+limit_request(struct ipc_msg *msg)
+{
+	struct incoming	*in;
+	char		*user;
+
+	/* asked only for a limit that is set, by an authed user */
+	if (ipc_unpack(msg, "s", &user) == -1 || *user == '\0' ||
+	    !text_valid(user, sizeof(in->m.user)) ||
+	    (msg->type == IMSG_LIMIT_MAIL ?
+	    env.conf->user_messages : env.conf->user_recipients) == 0)
+		fatalx("bad LIMIT request from listener");
+	ipc_send(env.listener, IMSG_LIMIT_RESULT, msg->peerid, -1, "u",
+	    (uint32_t)userlimit_take(user, msg->type == IMSG_LIMIT_MAIL ?
+	    USERLIMIT_MESSAGES : USERLIMIT_RECIPIENTS));
+}
+
 static void
 listener_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
@@ -609,10 +630,21 @@ listener_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 	if (msg == NULL) {
 		/* it finished its sessions, or the parent reports its death */
 		log_debug("listener gone, exiting");
+		userlimit_save();
 		exit(0);
 	}
 	if (msg->fd != -1)
 		fatalx("unexpected descriptor from listener");
+	/* not about a message: the counters, a user's limits */
+	switch (msg->type) {
+	case IMSG_STATS:
+		control_stats(msg);
+		return;
+	case IMSG_LIMIT_MAIL:
+	case IMSG_LIMIT_RCPT:
+		limit_request(msg);
+		return;
+	}
 	for (i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
 		if (requests[i].type == msg->type)
 			break;
@@ -687,6 +719,7 @@ bounce(struct qmsg *m, int expired)
 		}
 		close(fd);
 		enqueue(&b);
+		env.stats.bounces++;
 		log_info("message %s: bounce %s sent to <%s>", m->id, b.id,
 		    log_escape(esc, sizeof(esc), m->from));
 	}
@@ -702,11 +735,21 @@ queue_relay_done(struct qmsg *m)
 	time_t	 now = time(NULL);
 	char	 esc[LOG_ESCAPE_MAX(sizeof(m->error))];
 	int	 i, pending = 0, done = 0, failed = 0, expired = 0;
+	struct timespec	 ts;
 
 	env.busy = NULL;
 	for (i = 0; i < m->nrcpts; i++)
 		if (m->rcpts[i].state == RCPT_PENDING)
 			pending++;
+	if (env.timed) {
+		env.timed = 0;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		env.stats.relay_attempts++;
+		env.stats.relay_usec += (ts.tv_sec - env.busy_since.tv_sec) *
+		    1000000LL + (ts.tv_nsec - env.busy_since.tv_nsec) / 1000;
+		if (pending > 0)
+			env.stats.relay_failures++;
+	}
 	if (pending > 0 && now - m->created >= env.conf->queue_lifetime) {
 		expired = 1;
 		for (i = 0; i < m->nrcpts; i++) {
@@ -806,6 +849,22 @@ queue_flush(struct buf *out)
 	schedule();
 }
 
+void
+queue_stats(struct queue_stats *st)
+{
+	struct qmsg	*m;
+	time_t		 now = time(NULL), oldest = now;
+
+	*st = env.stats;
+	st->depth = 0;
+	TAILQ_FOREACH(m, &env.queue, entry) {
+		st->depth++;
+		if (m->created < oldest)
+			oldest = m->created;
+	}
+	st->oldest = now - oldest;
+}
+
 static int
 has_pending(struct qmsg *m)
 {
@@ -850,9 +909,11 @@ schedule(void)
 		/* later arrivals go behind those waiting */
 		TAILQ_REMOVE(&env.queue, due, entry);
 		TAILQ_INSERT_TAIL(&env.queue, due, entry);
-		if (has_pending(due))
+		if (has_pending(due)) {
+			clock_gettime(CLOCK_MONOTONIC, &env.busy_since);
+			env.timed = 1;
 			relay_deliver(due);
-		else
+		} else
 			queue_relay_done(due);	/* only a bounce to make */
 		return;
 	}
@@ -886,6 +947,7 @@ static void
 signal_cb(int sig, short ev, void *arg)
 {
 	/* between two events: no commit is ever half done */
+	userlimit_save();
 	log_info("stopping, %d messages in the queue", queue_count());
 	exit(0);
 }
@@ -918,7 +980,8 @@ queue_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 	    evsignal_add(sterm, NULL) == -1)
 		fatalx("evsignal");
 	relay_init(env.base, conf);
-	control_listen(env.base);
+	userlimit_init(env.base, conf);
+	control_listen(env.base, env.listener);
 	schedule();
 	sandbox_enter("queue", peers->parent->fd);
 	ipc_send(peers->parent, IMSG_READY, 0, -1, "");

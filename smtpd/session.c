@@ -167,6 +167,11 @@ session_reply(struct session *s, const char *fmt, ...)
 	}
 	if (last && s->owed > 0)
 		s->owed--;
+	if (last && (line[0] == '4' || line[0] == '5') &&
+	    line[1] >= '0' && line[1] <= '9' && line[2] >= '0' &&
+	    line[2] <= '9')
+		s->env->stats.codes[(line[0] - '0') * 100 +
+		    (line[1] - '0') * 10 + line[2] - '0' - STATS_CODE_MIN]++;
 	log_debug("session %08x > %.*s", s->id, n, line);
 	line[n++] = '\r';
 	line[n++] = '\n';
@@ -221,6 +226,8 @@ transaction_reset(struct session *s)
 	free(s->rcpts);
 	s->rcpts = NULL;
 	s->nrcpts = 0;
+	free(s->rcpt_held);
+	s->rcpt_held = NULL;
 	s->from[0] = '\0';
 	s->flags &= ~(SF_8BITMIME | SF_SMTPUTF8 | SF_DATAFULL);
 	free(s->body);
@@ -661,6 +668,7 @@ session_auth_result(struct session *s, struct ipc_msg *msg)
 		}
 		log_sanitise(s->user, sizeof(s->user), str);
 		s->flags |= SF_AUTHED;
+		s->env->stats.auth_ok++;
 		s->state = S_HELO;
 		log_info("session %08x authenticated user=%s mechanism=%s "
 		    "from %s", s->id, s->user, s->mech, s->client);
@@ -672,6 +680,7 @@ session_auth_result(struct session *s, struct ipc_msg *msg)
 		s->state = S_HELO;
 		switch (reason) {
 		case AUTH_R_BADCREDS:
+			s->env->stats.auth_failed++;
 			if (++s->nauthfail >= conf->auth_max_failures) {
 				session_reply(s, "421 4.7.0 %s Too many "
 				    "authentication failures", conf->hostname);
@@ -844,6 +853,13 @@ cmd_mail(struct session *s, const char *arg)
 		s->flags |= SF_8BITMIME;
 	if (flags & ENV_SMTPUTF8)
 		s->flags |= SF_SMTPUTF8;
+	if (s->env->conf->user_messages > 0) {
+		/* the queue counts for every listener: ask it, then 250 */
+		ipc_send(s->env->queue, IMSG_LIMIT_MAIL, s->id, -1, "s",
+		    s->user);
+		s->pending = PENDING_LIMIT;
+		return;
+	}
 	s->state = S_MAIL;
 	session_reply(s, "250 2.1.0 Ok");
 }
@@ -881,9 +897,65 @@ cmd_rcpt(struct session *s, const char *arg)
 		session_close(s, "out of memory");
 		return;
 	}
+	if (s->env->conf->user_recipients > 0) {
+		/* held until the queue says whether the user may */
+		s->rcpt_held = r[s->nrcpts];
+		ipc_send(s->env->queue, IMSG_LIMIT_RCPT, s->id, -1, "s",
+		    s->user);
+		s->pending = PENDING_LIMIT;
+		return;
+	}
 	s->nrcpts++;
 	s->state = S_RCPT;
 	session_reply(s, "250 2.1.5 Ok");
+}
+
+void
+session_limit_result(struct session *s, struct ipc_msg *msg)
+{
+	struct smsubmit_conf	*conf = s->env->conf;
+	uint32_t		 over;
+	int			 rcpt = s->rcpt_held != NULL;
+
+	if (ipc_unpack(msg, "u", &over) == -1 || over > 1)
+		fatalx("bad LIMIT_RESULT from queue");
+	s->pending = PENDING_NONE;
+	s->deadline = time(NULL) + conf->timeout_command;
+	if (over) {
+		s->env->stats.user_limited[rcpt ? USERLIMIT_RECIPIENTS :
+		    USERLIMIT_MESSAGES]++;
+		/* a fail2ban jail of its own matches this line */
+		log_info("session %08x user=%s from %s over the sending limit: "
+		    "%d %s per %llds", s->id, s->user, s->client,
+		    rcpt ? conf->user_recipients : conf->user_messages,
+		    rcpt ? "recipients" : "messages", (long long)(rcpt ?
+		    conf->user_recipients_window : conf->user_messages_window));
+		if (rcpt) {
+			free(s->rcpt_held);
+			s->rcpt_held = NULL;
+		} else {
+			s->from[0] = '\0';
+			s->flags &= ~(SF_8BITMIME | SF_SMTPUTF8);
+		}
+		session_reply(s, "450 4.7.1 Sending limit reached for this "
+		    "user, try later");
+	} else if (rcpt) {
+		s->rcpts[s->nrcpts++] = s->rcpt_held;
+		s->rcpt_held = NULL;
+		s->state = S_RCPT;
+		session_reply(s, "250 2.1.5 Ok");
+	} else {
+		s->state = S_MAIL;
+		session_reply(s, "250 2.1.0 Ok");
+	}
+	if (s->env->stopping && s->state != S_QUIT) {
+		session_reply(s, "421 4.3.2 %s Service shutting down",
+		    conf->hostname);
+		session_close(s, "shutting down");
+		return;
+	}
+	replied(s);
+	session_input(s);
 }
 
 static void
@@ -1231,6 +1303,8 @@ session_queue_result(struct session *s, struct ipc_msg *msg)
 			fatalx("queue answered for another message");
 		if (result == QUEUE_OK) {
 			log_accepted(s);
+			s->env->stats.messages++;
+			s->env->stats.bytes += s->msgsize;
 			session_reply(s, "250 2.0.0 Ok: queued as %s",
 			    s->msgid);
 			s->msgid[0] = '\0';	/* the queue's now */

@@ -72,8 +72,9 @@ static void	stop(int);
 static __attribute__((noreturn)) void
 usage(void)
 {
-	fprintf(stderr, "usage: smsubmit [-dnqQv] [-D macro=value] "
-	    "[-f file]\n");
+	fprintf(stderr, "usage: smsubmit [-dnv] [-D macro=value] "
+	    "[-f file]\n"
+	    "       smsubmit -q | -Q | -s [-o openmetrics] [-f file]\n");
 	exit(1);
 }
 
@@ -542,6 +543,7 @@ main(int argc, char *argv[])
 	const char		*file = SMSUBMIT_CONF, *errstr;
 	const char		*control = NULL, *child = NULL;
 	int			 ch, debug = 0, checkonly = 0, verbose = 0;
+	int			 stats = 0, openmetrics = 0;
 	int			 instance = 0;
 	enum proc_type		 t;
 
@@ -549,7 +551,7 @@ main(int argc, char *argv[])
 	setproctitle_init(argc, argv, environ);
 #endif
 	log_init(1, 0);
-	while ((ch = getopt(argc, argv, "dD:f:I:nqQvX:")) != -1) {
+	while ((ch = getopt(argc, argv, "dD:f:I:no:qQsvX:")) != -1) {
 		switch (ch) {
 		case 'd':
 			debug = 1;
@@ -580,6 +582,14 @@ main(int argc, char *argv[])
 		case 'Q':
 			control = "flush";
 			break;
+		case 's':
+			stats = 1;
+			break;
+		case 'o':
+			if (strcmp(optarg, "openmetrics") != 0)
+				usage();
+			openmetrics = 1;
+			break;
 		case 'v':
 			verbose++;
 			extra_arg("-v");
@@ -591,8 +601,11 @@ main(int argc, char *argv[])
 			usage();
 		}
 	}
-	if (optind != argc)
+	if (optind != argc || (openmetrics && !stats) ||
+	    (stats && control != NULL))
 		usage();
+	if (stats)
+		control = openmetrics ? "stats openmetrics" : "stats";
 	if ((conf = calloc(1, sizeof(*conf))) == NULL)
 		fatal("calloc");
 

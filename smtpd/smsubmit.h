@@ -134,6 +134,10 @@ struct smsubmit_conf {
 	int			 max_sessions;
 	int			 max_sessions_per_addr;
 	int			 max_sessions_per_net;	/* a /24 or /64 */
+	int			 user_messages;		/* per user; 0: none */
+	time_t			 user_messages_window;
+	int			 user_recipients;
+	time_t			 user_recipients_window;
 	time_t			 timeout_handshake;	/* seconds */
 	time_t			 timeout_command;
 	time_t			 timeout_data;		/* idle, in DATA */
@@ -210,6 +214,16 @@ enum msg_type {
 	/* queue -> listener */
 	IMSG_MSG_FILE,		/* "us" enum queue_result, msgid; fd if ok */
 	IMSG_MSG_RESULT,	/* "us" enum queue_result, msgid */
+	/* listener -> queue, only for a limit that is set (userlimit.c) */
+	IMSG_LIMIT_MAIL,	/* "s" user: may it send one more message?
+				   counted if so */
+	IMSG_LIMIT_RCPT,	/* "s" user: one more recipient? */
+	/* queue -> listener */
+	IMSG_LIMIT_RESULT,	/* "u" 0: go on, 1: over the limit */
+	/* queue -> listener, peerid: a control request, not a session */
+	IMSG_STATS_REQUEST,	/* "" the listener's counters, please */
+	/* listener -> queue, peerid: that of the request */
+	IMSG_STATS,		/* "b" struct smtp_stats */
 	/* any child -> parent, from its SIGSYS handler */
 	IMSG_SANDBOX_VIOLATION,	/* "u" the forbidden system call's number */
 	IMSG_MAX
@@ -288,6 +302,45 @@ void	 sandbox_prepare(void);
 void	 sandbox_enter(const char *proc, int parentfd);
 const char *sandbox_syscall_name(uint32_t);
 
+/* --- stats.c: the counters `smsubmit -s` prints --- */
+
+enum stats_tls { STATS_TLS10, STATS_TLS11, STATS_TLS12, STATS_TLS13,
+	STATS_TLS_OTHER, STATS_TLS_MAX };
+#define STATS_CODE_MIN		400	/* refusals counted by reply code */
+#define STATS_CODES		200	/* 400 to 599 */
+
+/* The listener's, sent whole in IMSG_STATS (the same binary both ends). */
+struct smtp_stats {
+	uint64_t	 sessions_open;	/* filled in when asked */
+	uint64_t	 sessions;
+	uint64_t	 refused;	/* connections, at accept */
+	uint64_t	 tls[STATS_TLS_MAX];
+	uint64_t	 tls_failed;
+	uint64_t	 auth_ok;
+	uint64_t	 auth_failed;	/* bad credentials */
+	uint64_t	 auth_throttled; /* failures held back (auth delay) */
+	uint64_t	 auth_banned;	/* connections from a banned address */
+	uint64_t	 messages;	/* accepted, 250 after DATA */
+	uint64_t	 bytes;
+	uint64_t	 user_limited[2]; /* by enum userlimit_kind */
+	uint64_t	 codes[STATS_CODES]; /* 4xx and 5xx replies */
+};
+
+/* The queue's, read when asked. */
+struct queue_stats {
+	uint64_t	 depth;		/* messages in the queue */
+	uint64_t	 oldest;	/* age of the oldest, seconds */
+	uint64_t	 relay_attempts;
+	uint64_t	 relay_failures; /* attempts that left a retry */
+	uint64_t	 relay_usec;	/* time spent in attempts */
+	uint64_t	 bounces;
+};
+
+enum stats_tls	 stats_tls_version(const char *);	/* "TLSv1.3" */
+/* The text of `smsubmit -s`, or with openmetrics that of -o openmetrics. */
+void	 stats_format(struct buf *, const struct smtp_stats *,
+	    const struct queue_stats *, int openmetrics);
+
 /* --- listener.c --- */
 
 struct listener_env {
@@ -301,6 +354,7 @@ struct listener_env {
 	int			 nsessions;
 	int			 stopping;
 	unsigned long		 reply_faults;	/* replies dropped or added */
+	struct smtp_stats	 stats;
 	uint32_t		 nextid;
 	char			*cert[CRYPTO_KEYS_MAX];	/* PEM from the parent */
 	size_t			 certlen[CRYPTO_KEYS_MAX];
@@ -345,7 +399,9 @@ struct session {
 		PENDING_NONE,		/* input is processed */
 		PENDING_AUTH,		/* waiting for auth: input held */
 		PENDING_FILE,		/* waiting for the queue's file */
-		PENDING_COMMIT		/* waiting for the queue's commit */
+		PENDING_COMMIT,		/* waiting for the queue's commit */
+		PENDING_LIMIT		/* waiting for the queue's word on a
+					   per-user limit (MAIL or RCPT) */
 	}			 pending;
 	time_t			 deadline;	/* for the command or DATA */
 	short			 rwant;		/* what a read waits for */
@@ -370,6 +426,7 @@ struct session {
 	char			 from[ADDR_MAX];
 	char			**rcpts;
 	int			 nrcpts;
+	char			*rcpt_held;	/* its RCPT waits for the limit */
 	/* DATA */
 	char			 msgid[QUEUE_ID_LEN + 1];
 	int			 msgfd;
@@ -414,6 +471,8 @@ void	 session_auth_result(struct session *, struct ipc_msg *);
 /* The auth worker did not answer in time: the exchange is over. */
 void	 session_auth_timeout(struct session *);
 void	 session_queue_result(struct session *, struct ipc_msg *);
+/* The queue's answer to a per-user limit asked at MAIL or RCPT. */
+void	 session_limit_result(struct session *, struct ipc_msg *);
 void	 session_cleanup(struct session *);
 /* Split a command line; returns the command or NULL if unknown. */
 const struct smtp_cmd *session_cmd_lookup(const char *, const char **arg);
@@ -469,6 +528,23 @@ void	 queue_relay_back(void);
 /* For the control socket: list the queue, or make all of it due now. */
 void	 queue_show(struct buf *);
 void	 queue_flush(struct buf *);
+void	 queue_stats(struct queue_stats *);
+
+/* --- userlimit.c: per-user sending limits, in the queue process --- */
+
+#define USERLIMIT_FILE		"limits"	/* in the queue directory */
+
+enum userlimit_kind {
+	USERLIMIT_MESSAGES,
+	USERLIMIT_RECIPIENTS
+};
+
+/* Load the counts kept in the queue directory (the current directory). */
+void	 userlimit_init(struct event_base *, struct smsubmit_conf *);
+/* 0 and one more counted for user, or 1 if that would be over the limit. */
+int	 userlimit_take(const char *user, enum userlimit_kind);
+/* Write the counts now if they changed (before exit). */
+void	 userlimit_save(void);
 
 /* --- keypair.c --- */
 
@@ -516,12 +592,15 @@ int	 envelope_update(int dirfd, const struct qmsg *);
 int	 bounce_write(int fd, struct smsubmit_conf *, struct qmsg *,
 	    const char *id, int msgfd, int expired);
 
-/* --- control.c: smsubmit -q and -Q, and their server in the queue --- */
+/* --- control.c: smsubmit -q, -Q, -s, and their server in [queue] --- */
 
 #define CONTROL_SOCKET	"control"	/* in the queue directory */
 
-void	 control_listen(struct event_base *);
+/* listener: the channel to ask for the listener's counters */
+void	 control_listen(struct event_base *, struct ipc *listener);
 int	 control_client(struct smsubmit_conf *, const char *command);
+/* The listener's IMSG_STATS, for the request peerid names. */
+void	 control_stats(struct ipc_msg *);
 
 void	 relay_init(struct event_base *, struct smsubmit_conf *);
 int	 relay_ready(void);		/* can take a message now */

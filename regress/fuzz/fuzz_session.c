@@ -31,7 +31,9 @@ static const char conf_text[] =
     "listen on 127.0.0.1 port 465 tls\n"
     "tls certificate \"/nonexistent/c.pem\" key \"/nonexistent/k.pem\"\n"
     "limit message-size 4K\n"
-    "limit recipients 3\n";
+    "limit recipients 3\n"
+    "limit user messages 100 per 1h\n"
+    "limit user recipients 100 per 1h\n";
 
 static uint32_t
 next(void)
@@ -78,6 +80,8 @@ answer(struct session *s, uint32_t type, int fd, const void *payload,
 	if (type == IMSG_AUTH_CONTINUE || type == IMSG_AUTH_OK ||
 	    type == IMSG_AUTH_FAIL)
 		session_auth_result(s, &msg);
+	else if (type == IMSG_LIMIT_RESULT)
+		session_limit_result(s, &msg);
 	else
 		session_queue_result(s, &msg);
 }
@@ -131,6 +135,10 @@ resolve(struct session *s)
 	case PENDING_COMMIT:
 		answer_us(s, IMSG_MSG_RESULT, -1, next() % 4 == 0 ?
 		    QUEUE_R_NOSPACE : QUEUE_OK, s->msgid);
+		break;
+	case PENDING_LIMIT:
+		u = next() % 4 == 0;	/* over a per-user limit */
+		answer(s, IMSG_LIMIT_RESULT, -1, &u, sizeof(u));
 		break;
 	}
 }

@@ -352,8 +352,9 @@ def t_fail2ban_jail_passes_config_test():
         shutil.copytree("/etc/fail2ban", conf, symlinks=True)
         shutil.copy(os.path.join(REPO, "etc/fail2ban/jail.d/smsubmit.local"),
                     os.path.join(conf, "jail.d"))
-        shutil.copy(os.path.join(REPO, "etc/fail2ban/filter.d/smsubmit.conf"),
-                    os.path.join(conf, "filter.d"))
+        for flt in ("smsubmit.conf", "smsubmit-userlimit.conf"):
+            shutil.copy(os.path.join(REPO, "etc/fail2ban/filter.d", flt),
+                        os.path.join(conf, "filter.d"))
         with open(os.path.join(conf, "jail.d", "zz-regress.local"), "w") as f:
             f.write("[sshd]\nenabled = false\n")
         p = subprocess.run(["fail2ban-client", "-c", conf, "-t"],
@@ -365,6 +366,7 @@ def t_fail2ban_jail_passes_config_test():
                            capture_output=True, timeout=60)
         out = p.stdout.decode(errors="replace")
         assert "'smsubmit'" in out and "systemd" in out, out
+        assert "'smsubmit-userlimit'" in out, out
     finally:
         shutil.rmtree(tmp)
 

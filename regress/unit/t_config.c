@@ -513,6 +513,35 @@ t_example_file(void)
 }
 
 static void
+t_user_limits(void)
+{
+	struct smsubmit_conf	conf;
+	int			rv;
+
+	rv = parse_text("ulimits.conf", LISTEN CERT
+	    "limit user messages 200 per 1h\n"
+	    "limit user recipients 1000 per 1d\n", &conf);
+	ok(rv == 0 && errout[0] == '\0' && conf.user_messages == 200 &&
+	    conf.user_messages_window == 3600 &&
+	    conf.user_recipients == 1000 &&
+	    conf.user_recipients_window == 86400,
+	    "limit user messages/recipients N per D");
+	conf_free(&conf);
+	rv = parse_text("noulimits.conf", LISTEN CERT, &conf);
+	ok(rv == 0 && conf.user_messages == 0 && conf.user_recipients == 0,
+	    "no per-user limit by default");
+	conf_free(&conf);
+	ok(fails("ulimit0.conf", LISTEN CERT "limit user messages 0 per 1h\n",
+	    3, "user messages"), "limit user messages 0 refused");
+	ok(fails("ulimitd.conf", LISTEN CERT
+	    "limit user recipients 5 per 0s\n", 3,
+	    "duration \"0s\" must be more than zero"),
+	    "limit user recipients per 0s refused");
+	ok(fails("ulimitp.conf", LISTEN CERT "limit user messages 5 1h\n", 3,
+	    "syntax error"), "limit user messages without per refused");
+}
+
+static void
 t_errors(void)
 {
 	struct smsubmit_conf	conf;
@@ -641,6 +670,7 @@ main(void)
 	t_durations();
 	t_lexical();
 	t_example_file();
+	t_user_limits();
 	t_errors();
 
 	cleanup();
