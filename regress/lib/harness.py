@@ -250,7 +250,8 @@ def _credentials():
          "-keyout", os.path.join(_cache, "key.pem"),
          "-out", os.path.join(_cache, "cert.pem"), "-days", "3650",
          "-subj", "/CN=" + HOSTNAME, "-addext",
-         "subjectAltName=DNS:%s,IP:127.0.0.1,IP:0:0:0:0:0:0:0:1" % HOSTNAME])
+         "subjectAltName=DNS:%s,DNS:localhost,IP:127.0.0.1,"
+         "IP:0:0:0:0:0:0:0:1" % HOSTNAME])
     for user, pw in USERS.items():
         run(["saslpasswd2", "-f", os.path.join(_cache, "sasldb"),
              "-u", HOSTNAME, "-c", "-p", user], input=pw.encode())
