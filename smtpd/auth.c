@@ -693,7 +693,11 @@ listener_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 	explicit_bzero((void *)msg->data, msg->len);
 }
 
-/* The parent relays the other workers' failures, nothing else. */
+/*
+ * The parent relays the other workers' failures and, on SIGHUP, the new
+ * settings: delays and bans count from the next failure, and the
+ * mechanisms offered are found again and told to the listener.
+ */
 static void
 parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
@@ -702,6 +706,14 @@ parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 
 	if (msg == NULL)
 		fatalx("parent went away");
+	if (msg->type == IMSG_RECONF && msg->fd == -1) {
+		if (proc_reconf(msg, env.conf) == -1)
+			return;
+		env.mechs[0] = '\0';
+		find_mechs();
+		ipc_send(env.listener, IMSG_AUTH_MECHS, 0, -1, "s", env.mechs);
+		return;
+	}
 	if (msg->type != IMSG_AUTH_FAILURE || msg->fd != -1 ||
 	    ipc_unpack(msg, "ss", &addr, &user) == -1 ||
 	    strlen(addr) >= NI_MAXHOST || strlen(user) >= 128)

@@ -646,12 +646,25 @@ schedule(void)
 	evtimer_add(env.timer, &tv);
 }
 
+/* SIGHUP: retry, lifetime and relay settings count from now on. */
 static void
 parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
+	char	 relay[sizeof(env.conf->relay_name)];
+
 	if (msg == NULL)
 		fatalx("parent went away");
-	fatalx("unexpected message %u from parent", msg->type);
+	if (msg->type != IMSG_RECONF || msg->fd != -1)
+		fatalx("unexpected message %u from parent", msg->type);
+	strlcpy(relay, env.conf->relay_name, sizeof(relay));
+	if (proc_reconf(msg, env.conf) == -1)
+		return;
+	/* a new relay host is worth a try now, not after the old's backoff */
+	if (strcmp(relay, env.conf->relay_name) != 0) {
+		log_info("relay to %s from now on", env.conf->relay_name);
+		relay_moved();
+	}
+	schedule();
 }
 
 static int
