@@ -1129,8 +1129,10 @@ auth_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 		fatalx("%s answers session %08x not waiting for it", w->name,
 		    msg->peerid);
 	if (msg->type == IMSG_AUTH_HOLD) {
+		/* a reload may raise "auth delay" before this process
+		   hears of it: the grammar's bound, not the session's */
 		if (s->auth_held || ipc_unpack(msg, "u", &secs) == -1 ||
-		    secs > s->conf->auth_delay_max)
+		    secs > AUTH_DELAY_LIMIT)
 			fatalx("bad AUTH_HOLD from %s", w->name);
 		s->auth_held = 1;
 		w->busy--;

@@ -44,6 +44,7 @@ struct auth_worker;
 #define AUTH_MECHS_MAX		256
 #define AUTH_LINE_MAX		12288	/* a base64 AUTH line from a client */
 #define SENDERS_MAX		4096	/* a user's allowed senders, as text */
+#define AUTH_DELAY_LIMIT	3600	/* "auth delay" at most, seconds */
 
 /* --- parse.y: the configuration --- */
 

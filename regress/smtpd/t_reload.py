@@ -118,8 +118,10 @@ def t_reload_auth_settings():
         assert re.search(r"AUTH PLAIN$", r.text, re.M), r.text
         # the first failure is the last one allowed
         expect(c.auth_plain("alice", "wrong"), 421, "4.7.0")
-        # the old session keeps its three tries
+        # the old session keeps its three tries; the mechanisms are the
+        # auth workers' now, for every session
         c.close()
+        expect(old.cmd("AUTH LOGIN"), 504, "5.5.4")
         for _ in range(2):
             expect(old.auth_plain("alice", "wrong"), 535, "5.7.8")
         expect(old.auth_plain("alice", "alice-pw"), 235, "2.7.0")
