@@ -355,7 +355,7 @@ reload_fixed(struct smsubmit_conf *o, struct smsubmit_conf *n)
 {
 	struct listen_conf	*lc, *olc;
 	struct rlimit		 rl;
-	char			 what[512] = "";
+	char			 what[512] = "", nofile[96];
 
 	if (strcmp(o->user, n->user) != 0)
 		what_add(what, sizeof(what), "user");
@@ -373,10 +373,16 @@ reload_fixed(struct smsubmit_conf *o, struct smsubmit_conf *n)
 			what_add(what, sizeof(what), "tls or starttls on ");
 			strlcat(what, lc->name, sizeof(what));
 		}
+	/* the children have the limit they were started with */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur !=
-	    RLIM_INFINITY && rl.rlim_cur < nofile_need(n))
-		what_add(what, sizeof(what), "limit sessions (beyond the "
-		    "open files allowed)");
+	    RLIM_INFINITY && rl.rlim_cur < nofile_need(n)) {
+		what_add(what, sizeof(what), "limit sessions and listen on");
+		snprintf(nofile, sizeof(nofile), " (%llu open files needed, "
+		    "%llu allowed)",
+		    (unsigned long long)nofile_need(n),
+		    (unsigned long long)rl.rlim_cur);
+		strlcat(what, nofile, sizeof(what));
+	}
 	if (*what == '\0')
 		return 0;
 	log_warnx("reload refused: %s cannot change without a restart, "

@@ -10,8 +10,8 @@ import socket
 import ssl
 import time
 
-from harness import REPO, Client, Smsubmit, expect, free_port, message, \
-    timeout, unique
+from harness import REPO, Client, Skip, Smsubmit, expect, free_port, \
+    message, timeout, unique
 from upstream import Upstream
 
 RCPTS = ["r%d@example.org" % i for i in range(4)]
@@ -178,6 +178,23 @@ def t_reload_restart_settings_refused():
         c = d.session("tls")
         assert rcpts_taken(c, 4) == 4, "a refused reload changed limits"
         assert not os.path.exists(d.dir + "/q2")
+
+
+@timeout(30)
+def t_reload_sessions_beyond_open_files_refused():
+    """limit sessions beyond the open files the processes were started
+    with: refused, naming it, rather than running out under load."""
+    with Smsubmit(conf={"limit recipients": "4"}) as d:
+        with open("/proc/%d/limits" % d.pid) as f:
+            soft = [l.split()[3] for l in f if l.startswith("Max open files")]
+        if soft[0] == "unlimited" or int(soft[0]) > 2 * 100000 + 200:
+            raise Skip("open files limit %s" % soft[0])
+        rewrite(d, {"limit recipients": "2", "limit sessions": "100000"})
+        log = hup(d, ok=False)
+        assert re.search(r"reload refused: limit sessions and listen on "
+                         r"\(\d+ open files needed, %s allowed\)" % soft[0],
+                         log), log
+        assert rcpts_taken(d.session("tls"), 4) == 4
 
 
 def refused(port):
