@@ -311,3 +311,32 @@ def t_reload_systemctl_reload_sends_hup():
     with open(os.path.join(REPO, "etc", "smsubmit.service")) as f:
         lines = [l.strip() for l in f if l.startswith("ExecReload=")]
     assert lines == ["ExecReload=/bin/kill -HUP $MAINPID"], lines
+
+
+def t_reload_senders_file_added():
+    """senders FILE added by a reload: a user logging in after it is held
+    to its senders; one logged in before keeps what it was given."""
+    with Smsubmit() as d:
+        old = d.session("tls")
+        path = d.write_file("senders", "alice alice@example.org\n")
+        rewrite(d, add=['senders "%s"' % path])
+        hup(d)
+        c = d.session("tls")
+        expect(c.cmd("MAIL FROM:<bob@example.org>"), 553, "5.7.1")
+        expect(old.cmd("MAIL FROM:<bob@example.org>"), 250, "2.1.0")
+
+
+@timeout(60)
+def t_reload_queue_lifetime_shortened():
+    """queue lifetime shortened by a reload: a message waiting for a
+    recipient the relay defers expires by the new one and is bounced."""
+    with Smsubmit(conf={"queue lifetime": "1d"}) as d:
+        d.upstream.defer_rcpt("slow@example.org")
+        qid = d.submit(message(unique("life")), rcpts=["slow@example.org"])
+        d.wait_log(r"message %s: .*451" % qid, 10)
+        rewrite(d, {"queue lifetime": "2s"})
+        hup(d)
+        d.wait_log(r"message %s: expired after \d+s" % qid, 20)
+        dsn = d.upstream.wait(1, lambda m: m.mail_from == "" and
+                              qid.encode() in m.eml, 10)
+        assert dsn, "no DSN"
