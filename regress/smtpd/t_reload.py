@@ -340,3 +340,30 @@ def t_reload_queue_lifetime_shortened():
         dsn = d.upstream.wait(1, lambda m: m.mail_from == "" and
                               qid.encode() in m.eml, 10)
         assert dsn, "no DSN"
+
+
+@timeout(90)
+def t_reload_repeated_with_sessions_across():
+    """Ten reloads in a row, alternating limits and an extra listener,
+    with sessions opened between them and closed out of order: every
+    session keeps its own limit, and the daemon stays whole."""
+    with Smsubmit(conf={"limit recipients": "1"}) as d:
+        extra = free_port()
+        held = []
+        for i in range(10):
+            limit = 1 + i % 4
+            add = ["listen on 127.0.0.1 port %d tls" % extra] if i % 2 \
+                else []
+            rewrite(d, {"limit recipients": str(limit)},
+                    drop=["listen on 127.0.0.1 port %d tls" % extra],
+                    add=add)
+            hup(d)
+            held.append((d.session("starttls"), limit))
+            if i % 3 == 2:
+                c, _ = held.pop(0)
+                c.quit()
+        for c, limit in reversed(held):
+            assert rcpts_taken(c, 4) == limit, limit
+            c.quit()
+        assert not refused(extra)
+        assert d.healthy()
