@@ -11,7 +11,7 @@ import ssl
 import time
 
 from harness import REPO, Client, Skip, Smsubmit, expect, free_port, \
-    message, timeout, unique
+    message, refused_at_accept, timeout, unique
 from upstream import Upstream
 
 RCPTS = ["r%d@example.org" % i for i in range(4)]
@@ -125,6 +125,24 @@ def t_reload_auth_settings():
         for _ in range(2):
             expect(old.auth_plain("alice", "wrong"), 535, "5.7.8")
         expect(old.auth_plain("alice", "alice-pw"), 235, "2.7.0")
+
+
+@timeout(60)
+def t_reload_auth_ban():
+    """auth ban tightened by a reload: two failures now ban the address,
+    where a hundred thousand did before."""
+    with Smsubmit() as d:
+        rewrite(d, {"auth ban": "after 2 within 1m for 1m"})
+        hup(d)
+        c = d.client("tls")
+        c.ehlo()
+        expect(c.auth_plain("alice", "wrong"), 535, "5.7.8")
+        expect(c.auth_plain("alice", "wrong"), 535, "5.7.8")
+        c.quit()
+        time.sleep(0.5)
+        refused_at_accept(d, "starttls")
+        d.wait_log(r"connection from 127\.0\.0\.1 on .* refused: Too many "
+                   r"authentication failures from your address")
 
 
 @timeout(60)
