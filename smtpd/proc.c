@@ -13,6 +13,10 @@
  * channels to its peers, the listening sockets (listener only) and
  * IMSG_START.  The child reads them synchronously, before it has an event
  * loop, then sets itself up, drops its privileges and enters its sandbox.
+ *
+ * A reload does not send the text again: a child in its sandbox could
+ * not resolve a host name or read the system's name, so the parent sends
+ * the values it parsed and checked (proc_reconf_send()).
  */
 #include <sys/types.h>
 #include <sys/socket.h>

@@ -6,7 +6,8 @@
  * the listener, the auth workers, the queue and the key process.  It reads
  * the certificates and keys and hands the keys to the key process alone,
  * the certificates to the listener, and then only watches: signals, and
- * its children.  "started" is logged once every child says it is ready;
+ * its children.  On SIGHUP it reads and checks the file again and, if it
+ * is sound, hands each child what it may change (reload()).  "started" is logged once every child says it is ready;
  * if any child exits, the others are stopped and the parent exits too.
  */
 #include <sys/types.h>
