@@ -88,6 +88,8 @@ static struct {
 	struct failuretree	 failures;
 	int			 nfailures;
 	char			 mechs[AUTH_MECHS_MAX];
+	char			 mechs_before[AUTH_MECHS_MAX]; /* a reload */
+	int			 max_sessions;	/* the most ever allowed */
 } env;
 
 static int
@@ -523,15 +525,15 @@ decode(struct exchange *x, const char *b64, unsigned *len)
 
 /* Is mech one the operator enabled and Cyrus has? */
 static int
-mech_enabled(const char *mech)
+mech_in(const char *mechs, const char *mech)
 {
 	const char	*p;
 	size_t		 n = strlen(mech);
 
 	if (n == 0)
 		return 0;
-	for (p = env.mechs; (p = strcasestr(p, mech)) != NULL; p++)
-		if ((p == env.mechs || p[-1] == ' ') &&
+	for (p = mechs; (p = strcasestr(p, mech)) != NULL; p++)
+		if ((p == mechs || p[-1] == ' ') &&
 		    (p[n] == ' ' || p[n] == '\0'))
 			return 1;
 	return 0;
@@ -572,13 +574,19 @@ auth_start(struct exchange *none, struct ipc_msg *msg)
 	if (ipc_unpack(msg, "ssuss", &mech, &ir, &has_ir, &client,
 	    &local) == -1 || has_ir > 1 || strlen(local) >= NI_MAXHOST + 8)
 		fatalx("bad AUTH_START");
-	if (!mech_enabled(mech))
-		fatalx("AUTH_START for session %08x: mechanism not offered",
-		    msg->peerid);
+	if (!mech_in(env.mechs, mech)) {
+		/* offered until a reload the listener has not heard of yet */
+		if (!mech_in(env.mechs_before, mech))
+			fatalx("AUTH_START for session %08x: mechanism not "
+			    "offered", msg->peerid);
+		ipc_send(env.listener, IMSG_AUTH_FAIL, msg->peerid, -1, "u",
+		    (uint32_t)AUTH_R_BADMECH);
+		return;
+	}
 	if (!client_valid(client))
 		fatalx("AUTH_START for session %08x: bad client address",
 		    msg->peerid);
-	if (env.nexchanges >= env.conf->max_sessions + EXCHANGES_SLACK)
+	if (env.nexchanges >= env.max_sessions + EXCHANGES_SLACK)
 		fatalx("AUTH_START: more exchanges than sessions");
 	if ((x = calloc(1, sizeof(*x))) == NULL) {
 		ipc_send(env.listener, IMSG_AUTH_FAIL, msg->peerid, -1, "u",
@@ -693,7 +701,11 @@ listener_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 	explicit_bzero((void *)msg->data, msg->len);
 }
 
-/* The parent relays the other workers' failures, nothing else. */
+/*
+ * The parent relays the other workers' failures and, on SIGHUP, the new
+ * settings: delays and bans count from the next failure, and the
+ * mechanisms offered are found again and told to the listener.
+ */
 static void
 parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
@@ -702,6 +714,18 @@ parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 
 	if (msg == NULL)
 		fatalx("parent went away");
+	if (msg->type == IMSG_RECONF && msg->fd == -1) {
+		if (proc_reconf(msg, env.conf) == -1)
+			return;
+		/* sessions from before a lower limit are still there */
+		if (env.conf->max_sessions > env.max_sessions)
+			env.max_sessions = env.conf->max_sessions;
+		strlcpy(env.mechs_before, env.mechs, sizeof(env.mechs_before));
+		env.mechs[0] = '\0';
+		find_mechs();
+		ipc_send(env.listener, IMSG_AUTH_MECHS, 0, -1, "s", env.mechs);
+		return;
+	}
 	if (msg->type != IMSG_AUTH_FAILURE || msg->fd != -1 ||
 	    ipc_unpack(msg, "ss", &addr, &user) == -1 ||
 	    strlen(addr) >= NI_MAXHOST || strlen(user) >= 128)
@@ -721,6 +745,7 @@ auth_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 	struct event	*sterm;
 
 	env.conf = conf;
+	env.max_sessions = conf->max_sessions;
 	SPLAY_INIT(&env.exchanges);
 	SPLAY_INIT(&env.failures);
 	if (peers->listener == -1)

@@ -342,7 +342,7 @@ io_cb(int fd, short ev, void *arg)
 			return;
 		}
 		session_reply(s, "421 4.4.2 %s Timeout, closing",
-		    env.conf->hostname);
+		    s->conf->hostname);
 		session_close(s, "timeout");
 	}
 	s->rwant = s->wwant = 0;
@@ -433,7 +433,7 @@ auth_timeout_cb(int fd, short ev, void *arg)
 	struct session	*s = arg;
 
 	log_warnx("session %08x no answer from %s in %llds", s->id,
-	    s->authw->name, (long long)env.conf->auth_timeout);
+	    s->authw->name, (long long)s->conf->auth_timeout);
 	listener_auth_end(s);
 	session_auth_timeout(s);
 	pump(s);
@@ -486,7 +486,7 @@ listener_auth_start(struct session *s, const char *mech, const char *ir,
 	s->authw = best;
 	s->auth_held = 0;
 	best->busy++;
-	auth_wait(s, env.conf->auth_timeout);
+	auth_wait(s, s->conf->auth_timeout);
 	return 0;
 }
 
@@ -497,7 +497,7 @@ listener_auth_step(struct session *s, const char *resp)
 		fatalx("session %08x steps no exchange", s->id);
 	ipc_send(s->authw->ipc, IMSG_AUTH_STEP, s->id, -1, "s", resp);
 	s->authw->busy++;
-	auth_wait(s, env.conf->auth_timeout);
+	auth_wait(s, s->conf->auth_timeout);
 }
 
 void
@@ -548,6 +548,16 @@ auth_late(struct auth_worker *w, struct stale *x, struct ipc_msg *msg)
 	}
 }
 
+/* A configuration no session holds and no longer current goes. */
+static void
+conf_unref(struct smsubmit_conf *conf)
+{
+	if (--conf->refs > 0)
+		return;
+	conf_free(conf);
+	free(conf);
+}
+
 static void
 session_free(struct session *s)
 {
@@ -573,6 +583,9 @@ session_free(struct session *s)
 	close(s->fd);
 	buf_free(&s->in);
 	buf_free(&s->out);
+	conf_unref(s->conf);
+	if (--s->lc->refs == 0 && s->lc->fd == -1)
+		free(s->lc);	/* a listener removed by a reload */
 	free(s);
 	env.nsessions--;
 	/* a descriptor is free again */
@@ -628,7 +641,7 @@ listen_events(int on)
 {
 	struct listen_conf	*lc;
 
-	TAILQ_FOREACH(lc, &env.conf->listeners, entry)
+	TAILQ_FOREACH(lc, &env.listeners, entry)
 		if (lc->ev != NULL && (on ? event_add(lc->ev, NULL) :
 		    event_del(lc->ev)) == -1)
 			fatalx("cannot %s accepting on %s", on ? "resume" :
@@ -807,6 +820,7 @@ accept_one(struct listen_conf *lc)
 	}
 	s->fd = cfd;
 	s->env = &env;
+	s->conf = env.conf;
 	s->lc = lc;
 	s->msgfd = -1;
 	do {
@@ -831,9 +845,12 @@ accept_one(struct listen_conf *lc)
 	SPLAY_INSERT(sessiontree, &sessions, s);
 	env.nsessions++;
 	env.stats.sessions++;
+	/* it keeps them, whatever a reload brings */
+	s->conf->refs++;
+	lc->refs++;
 	/* the handshake and the first command, however slow the client */
-	s->deadline = time(NULL) + MINIMUM(env.conf->timeout_handshake,
-	    env.conf->timeout_command);
+	s->deadline = time(NULL) + MINIMUM(s->conf->timeout_handshake,
+	    s->conf->timeout_command);
 	if (lc->nproxy > 0) {
 		s->flags |= SF_PROXYHDR;
 		log_debug("connection from proxy %s on %s", client, lc->name);
@@ -863,7 +880,7 @@ session_begin(struct session *s, const char *proxy)
 		if (s->lc->flags & LISTEN_STARTTLS) {
 			/* best effort, as refuse() */
 			buf_printf(&s->out, "421 4.7.0 %s %s, try later\r\n",
-			    env.conf->hostname, why);
+			    s->conf->hostname, why);
 			(void)io_write(s);
 		}
 		return -1;
@@ -1007,6 +1024,17 @@ accept_cb(int fd, short ev, void *arg)
 }
 
 static void
+listen_start(struct listen_conf *lc)
+{
+	lc->ev = event_new(env.base, lc->fd, EV_READ | EV_PERSIST, accept_cb,
+	    lc);
+	if (lc->ev == NULL || (!acc.paused && event_add(lc->ev, NULL) == -1))
+		fatalx("cannot listen on %s", lc->name);
+	log_info("listening on %s (%s)", lc->name,
+	    lc->flags & LISTEN_TLS ? "tls" : "starttls");
+}
+
+static void
 start_accepting(void)
 {
 	struct listen_conf	*lc;
@@ -1014,14 +1042,8 @@ start_accepting(void)
 	if ((acc.timer = evtimer_new(env.base, accept_timer_cb, NULL)) ==
 	    NULL)
 		fatalx("evtimer_new");
-	TAILQ_FOREACH(lc, &env.conf->listeners, entry) {
-		lc->ev = event_new(env.base, lc->fd, EV_READ | EV_PERSIST,
-		    accept_cb, lc);
-		if (lc->ev == NULL || event_add(lc->ev, NULL) == -1)
-			fatalx("cannot listen on %s", lc->name);
-		log_info("listening on %s (%s)", lc->name,
-		    lc->flags & LISTEN_TLS ? "tls" : "starttls");
-	}
+	TAILQ_FOREACH(lc, &env.listeners, entry)
+		listen_start(lc);
 }
 
 /* --- TLS configuration --- */
@@ -1091,6 +1113,99 @@ tls_setup(void)
 	}
 }
 
+/*
+ * SIGHUP: new sessions get the new settings; a session in flight keeps
+ * the configuration it connected under (its reference).
+ */
+static void
+reconf(struct ipc_msg *msg)
+{
+	struct smsubmit_conf	*c;
+
+	if ((c = proc_conf_copy(env.conf)) == NULL) {
+		log_warn("reload");
+		return;
+	}
+	if (proc_reconf(msg, c) == -1) {
+		conf_free(c);
+		free(c);
+		return;
+	}
+	c->refs = 1;
+	conf_unref(env.conf);
+	env.conf = c;
+	log_info("configuration reloaded");
+}
+
+static struct listen_conf *
+listen_find(const char *name)
+{
+	struct listen_conf	*lc;
+
+	TAILQ_FOREACH(lc, &env.listeners, entry)
+		if (strcmp(lc->name, name) == 0)
+			return lc;
+	return NULL;
+}
+
+/* A "listen on" added by a reload: the parent bound it. */
+static void
+listen_add(struct ipc_msg *msg)
+{
+	struct listen_conf	*lc;
+	const char		*name;
+	const void		*proxy;
+	size_t			 plen;
+	uint32_t		 flags;
+
+	if (msg->fd == -1 || ipc_unpack(msg, "usb", &flags, &name, &proxy,
+	    &plen) == -1 ||
+	    (flags != LISTEN_TLS && flags != LISTEN_STARTTLS) ||
+	    strlen(name) >= sizeof(lc->name) || listen_find(name) != NULL ||
+	    plen % sizeof(lc->proxy[0]) != 0 || plen > sizeof(lc->proxy))
+		fatalx("bad LISTEN_ADD from parent");
+	if (env.stopping) {
+		close(msg->fd);
+		return;
+	}
+	if ((lc = calloc(1, sizeof(*lc))) == NULL) {
+		log_warn("listen on %s", name);
+		close(msg->fd);
+		return;
+	}
+	lc->fd = msg->fd;
+	lc->flags = flags;
+	memcpy(lc->proxy, proxy, plen);
+	lc->nproxy = plen / sizeof(lc->proxy[0]);
+	strlcpy(lc->name, name, sizeof(lc->name));
+	TAILQ_INSERT_TAIL(&env.listeners, lc, entry);
+	listen_start(lc);
+}
+
+/*
+ * A "listen on" a reload removed: closed, so new connections are refused
+ * by the kernel; its sessions in flight finish, and the last one frees it.
+ */
+static void
+listen_close(struct ipc_msg *msg)
+{
+	struct listen_conf	*lc;
+	const char		*name;
+
+	if (msg->fd != -1 || ipc_unpack(msg, "s", &name) == -1 ||
+	    (lc = listen_find(name)) == NULL)
+		fatalx("bad LISTEN_CLOSE from parent");
+	TAILQ_REMOVE(&env.listeners, lc, entry);
+	event_free(lc->ev);
+	lc->ev = NULL;
+	close(lc->fd);
+	lc->fd = -1;
+	log_info("not listening on %s any more, %d sessions on it", lc->name,
+	    lc->refs);
+	if (lc->refs == 0)
+		free(lc);
+}
+
 static void
 parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
@@ -1099,9 +1214,19 @@ parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 
 	if (msg == NULL)
 		fatalx("parent went away");
+	if (msg->type == IMSG_LISTEN_ADD) {
+		listen_add(msg);
+		return;
+	}
 	if (msg->fd != -1)
 		fatalx("unexpected descriptor from parent");
 	switch (msg->type) {
+	case IMSG_RECONF:
+		reconf(msg);
+		break;
+	case IMSG_LISTEN_CLOSE:
+		listen_close(msg);
+		break;
 	case IMSG_TLS_CERT:
 		if (env.ncerts == CRYPTO_KEYS_MAX || ipc_unpack(msg, "b", &data,
 		    &len) == -1 || len == 0)
@@ -1137,9 +1262,17 @@ auth_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 		fatalx("unexpected descriptor from %s", w->name);
 	switch (msg->type) {
 	case IMSG_AUTH_MECHS:
-		if (w->ready || ipc_unpack(msg, "s", &mechs) == -1 ||
+		if (ipc_unpack(msg, "s", &mechs) == -1 ||
 		    strlen(mechs) >= sizeof(env.mechs))
 			fatalx("bad AUTH_MECHS from %s", w->name);
+		if (w->ready) {
+			/* after a reload: every worker says the same */
+			if (strcmp(env.mechs, mechs) != 0)
+				log_info("SASL mechanisms offered: %s",
+				    *mechs ? mechs : "none");
+			strlcpy(env.mechs, mechs, sizeof(env.mechs));
+			return;
+		}
 		/* the same configuration and plugins: the same answer */
 		for (i = 0; i < nworkers; i++)
 			if (workers[i].ready && strcmp(env.mechs, mechs) != 0)
@@ -1179,13 +1312,15 @@ auth_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 		fatalx("%s answers session %08x not waiting for it", w->name,
 		    msg->peerid);
 	if (msg->type == IMSG_AUTH_HOLD) {
+		/* a reload may raise "auth delay" before this process
+		   hears of it: the grammar's bound, not the session's */
 		if (s->auth_held || ipc_unpack(msg, "u", &secs) == -1 ||
-		    secs > env.conf->auth_delay_max)
+		    secs > AUTH_DELAY_LIMIT)
 			fatalx("bad AUTH_HOLD from %s", w->name);
 		s->auth_held = 1;
 		env.stats.auth_throttled++;
 		w->busy--;
-		auth_wait(s, secs + env.conf->auth_timeout);
+		auth_wait(s, secs + s->conf->auth_timeout);
 		return;
 	}
 	if (s->auth_held && msg->type != IMSG_AUTH_FAIL)
@@ -1281,7 +1416,7 @@ signal_cb(int sig, short ev, void *arg)
 		    s->state != S_QUIT && !(s->flags & SF_STARTTLS) &&
 		    s->state != S_HANDSHAKE) {
 			session_reply(s, "421 4.3.2 %s Service shutting down",
-			    env.conf->hostname);
+			    s->conf->hostname);
 			session_close(s, "shutting down");
 			pump(s);
 		}
@@ -1298,6 +1433,9 @@ listener_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 	int			 i;
 
 	env.conf = conf;
+	conf->refs = 1;
+	TAILQ_INIT(&env.listeners);
+	TAILQ_CONCAT(&env.listeners, &conf->listeners, entry);
 	arc4random_buf(&env.nextid, sizeof(env.nextid));
 	if (peers->queue == -1 || peers->crypto == -1 || peers->nauth == 0)
 		fatalx("listener started without its peers");

@@ -301,6 +301,11 @@ auth		: AUTH MECHANISMS mechlist {
 				    (long long)$3, (long long)$5);
 				YYERROR;
 			}
+			if ($5 > AUTH_DELAY_LIMIT) {
+				conf_err("auth delay: %lld is more than %ds",
+				    (long long)$5, AUTH_DELAY_LIMIT);
+				YYERROR;
+			}
 			in.conf->auth_delay_min = $3;
 			in.conf->auth_delay_max = $5;
 		}

@@ -13,6 +13,10 @@
  * channels to its peers, the listening sockets (listener only) and
  * IMSG_START.  The child reads them synchronously, before it has an event
  * loop, then sets itself up, drops its privileges and enters its sandbox.
+ *
+ * A reload does not send the text again: a child in its sandbox could
+ * not resolve a host name or read the system's name, so the parent sends
+ * the values it parsed and checked (proc_reconf_send()).
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -239,4 +243,119 @@ proc_drop(const char *user, const char *root)
 	    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == -1 ||
 	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1)
 		fatal("cannot drop privileges to %s", user);
+}
+
+/*
+ * What SIGHUP can change in a running child.  The parent sends the struct
+ * with its pointers and lists cleared (a child learns nothing of the
+ * parent's memory) and the strings after it; the rest (users, queue
+ * directory, SASL configuration, auth workers) the parent refuses to
+ * change without a restart, and the listeners and certificates have
+ * messages of their own.
+ */
+void
+proc_reconf_send(struct ipc *ipc, const struct smsubmit_conf *conf)
+{
+	struct smsubmit_conf	 c;
+
+	memcpy(&c, conf, sizeof(c));
+	memset(&c.listeners, 0, sizeof(c.listeners));
+	memset(&c.keypairs, 0, sizeof(c.keypairs));
+	c.tls_cert = c.tls_key = c.tls_protocols = c.tls_ciphers = NULL;
+	c.sasl_config = c.senders_file = c.queue_dir = NULL;
+	c.user = c.queue_user = NULL;
+	ipc_send(ipc, IMSG_RECONF, 0, -1, "bsss", &c, sizeof(c),
+	    conf->tls_protocols, conf->tls_ciphers,
+	    conf->senders_file != NULL ? conf->senders_file : "");
+}
+
+int
+proc_reconf(struct ipc_msg *msg, struct smsubmit_conf *conf)
+{
+	struct smsubmit_conf	 c;
+	const uint8_t		*data;
+	const char		*protocols, *ciphers, *senders;
+	char			*p = NULL, *ci = NULL, *se = NULL;
+	size_t			 len;
+
+	if (ipc_unpack(msg, "bsss", &data, &len, &protocols, &ciphers,
+	    &senders) == -1 || len != sizeof(c))
+		fatalx("bad RECONF from parent");
+	memcpy(&c, data, sizeof(c));
+	if (memchr(c.hostname, '\0', sizeof(c.hostname)) == NULL ||
+	    memchr(c.auth_mechs, '\0', sizeof(c.auth_mechs)) == NULL ||
+	    memchr(c.relay_name, '\0', sizeof(c.relay_name)) == NULL ||
+	    c.relay_sslen > sizeof(c.relay_ss))
+		fatalx("bad RECONF from parent");
+	if ((p = strdup(protocols)) == NULL ||
+	    (ci = strdup(ciphers)) == NULL ||
+	    (*senders != '\0' && (se = strdup(senders)) == NULL)) {
+		free(p);
+		free(ci);
+		log_warn("reload");
+		return -1;
+	}
+	memcpy(conf->hostname, c.hostname, sizeof(conf->hostname));
+	memcpy(conf->auth_mechs, c.auth_mechs, sizeof(conf->auth_mechs));
+	free(conf->tls_protocols);
+	conf->tls_protocols = p;
+	free(conf->tls_ciphers);
+	conf->tls_ciphers = ci;
+	free(conf->senders_file);
+	conf->senders_file = se;
+	conf->senders_check_from = c.senders_check_from;
+	conf->auth_timeout = c.auth_timeout;
+	conf->auth_max_failures = c.auth_max_failures;
+	conf->auth_delay_min = c.auth_delay_min;
+	conf->auth_delay_max = c.auth_delay_max;
+	conf->ban_failures = c.ban_failures;
+	conf->ban_window = c.ban_window;
+	conf->ban_time = c.ban_time;
+	memcpy(&conf->relay_ss, &c.relay_ss, sizeof(conf->relay_ss));
+	conf->relay_sslen = c.relay_sslen;
+	memcpy(conf->relay_name, c.relay_name, sizeof(conf->relay_name));
+	conf->queue_lifetime = c.queue_lifetime;
+	conf->retry_min = c.retry_min;
+	conf->retry_max = c.retry_max;
+	conf->relay_timeout = c.relay_timeout;
+	conf->max_message_size = c.max_message_size;
+	conf->max_recipients = c.max_recipients;
+	conf->max_sessions = c.max_sessions;
+	conf->max_sessions_per_addr = c.max_sessions_per_addr;
+	conf->max_sessions_per_net = c.max_sessions_per_net;
+	conf->timeout_handshake = c.timeout_handshake;
+	conf->timeout_command = c.timeout_command;
+	conf->timeout_data = c.timeout_data;
+	return 0;
+}
+
+struct smsubmit_conf *
+proc_conf_copy(const struct smsubmit_conf *conf)
+{
+	struct smsubmit_conf	*c;
+
+	if ((c = malloc(sizeof(*c))) == NULL)
+		return NULL;
+	memcpy(c, conf, sizeof(*c));
+	TAILQ_INIT(&c->listeners);
+	TAILQ_INIT(&c->keypairs);
+	c->tls_cert = c->tls_key = NULL;
+	c->refs = 0;
+	c->tls_protocols = strdup(conf->tls_protocols);
+	c->tls_ciphers = strdup(conf->tls_ciphers);
+	c->sasl_config = strdup(conf->sasl_config);
+	c->queue_dir = strdup(conf->queue_dir);
+	c->user = strdup(conf->user);
+	c->queue_user = strdup(conf->queue_user);
+	c->senders_file = conf->senders_file == NULL ? NULL :
+	    strdup(conf->senders_file);
+	if (c->tls_protocols == NULL || c->tls_ciphers == NULL ||
+	    c->sasl_config == NULL || c->queue_dir == NULL ||
+	    c->user == NULL || c->queue_user == NULL ||
+	    (conf->senders_file != NULL && c->senders_file == NULL)) {
+		conf_free(c);
+		free(c);
+		return NULL;
+	}
+	return c;
 }

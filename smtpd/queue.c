@@ -342,6 +342,29 @@ copy_data(int from, int to, off_t size)
 	return 0;
 }
 
+/*
+ * What a listener may make this process hold: the largest limits any
+ * configuration has had since the start.  A session opened before a
+ * reload that lowered a limit keeps the limit it started with, and is
+ * not a captured listener for going over the new one.
+ */
+static struct {
+	int	 sessions;
+	int	 recipients;
+	size_t	 size;
+} bound;
+
+static void
+bounds_raise(void)
+{
+	if (env.conf->max_sessions > bound.sessions)
+		bound.sessions = env.conf->max_sessions;
+	if (env.conf->max_recipients > bound.recipients)
+		bound.recipients = env.conf->max_recipients;
+	if (env.conf->max_message_size > bound.size)
+		bound.size = env.conf->max_message_size;
+}
+
 static void
 msg_create(struct incoming *none, struct ipc_msg *msg)
 {
@@ -351,7 +374,7 @@ msg_create(struct incoming *none, struct ipc_msg *msg)
 
 	if (ipc_unpack(msg, "") == -1)
 		fatalx("bad MSG_CREATE");
-	if (env.nincoming >= env.conf->max_sessions + INCOMING_SLACK)
+	if (env.nincoming >= bound.sessions + INCOMING_SLACK)
 		fatalx("MSG_CREATE for session %08x: more open messages than "
 		    "sessions", msg->peerid);
 	if ((in = calloc(1, sizeof(*in))) == NULL) {
@@ -433,7 +456,7 @@ msg_rcpt(struct incoming *in, struct ipc_msg *msg)
 	    strlen(rcpt) >= ADDR_MAX)
 		fatalx("bad recipient from listener for session %08x",
 		    in->session);
-	if (in->m.nrcpts >= env.conf->max_recipients)
+	if (in->m.nrcpts >= bound.recipients)
 		fatalx("MSG_RCPT for session %08x: more recipients than the "
 		    "limit", in->session);
 	if (envelope_rcpt_add(&in->m, rcpt, RCPT_PENDING) == -1)
@@ -502,7 +525,7 @@ snapshot(struct incoming *in, char *path, size_t len)
 	if (fstat(in->fd, &st) == -1)
 		return -1;
 	if (!S_ISREG(st.st_mode) || st.st_size < 0 || (uintmax_t)st.st_size >
-	    env.conf->max_message_size + RECEIVED_MAX)
+	    bound.size + RECEIVED_MAX)
 		fatalx("MSG_COMMIT for session %08x: message of %lld octets, "
 		    "over the size limit", in->session,
 		    (long long)st.st_size);
@@ -924,12 +947,26 @@ schedule(void)
 	evtimer_add(env.timer, &tv);
 }
 
+/* SIGHUP: retry, lifetime and relay settings count from now on. */
 static void
 parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
+	char	 relay[sizeof(env.conf->relay_name)];
+
 	if (msg == NULL)
 		fatalx("parent went away");
-	fatalx("unexpected message %u from parent", msg->type);
+	if (msg->type != IMSG_RECONF || msg->fd != -1)
+		fatalx("unexpected message %u from parent", msg->type);
+	strlcpy(relay, env.conf->relay_name, sizeof(relay));
+	if (proc_reconf(msg, env.conf) == -1)
+		return;
+	bounds_raise();
+	/* a new relay host is worth a try now, not after the old's backoff */
+	if (strcmp(relay, env.conf->relay_name) != 0) {
+		log_info("relay to %s from now on", env.conf->relay_name);
+		relay_moved();
+	}
+	schedule();
 }
 
 static int
@@ -958,6 +995,7 @@ queue_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 	struct event	*sterm;
 
 	env.conf = conf;
+	bounds_raise();
 	SPLAY_INIT(&env.incoming);
 	TAILQ_INIT(&env.queue);
 	if (peers->listener == -1)

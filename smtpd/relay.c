@@ -542,6 +542,19 @@ relay_flush(void)
 }
 
 void
+relay_moved(void)
+{
+	/* the old host's failures say nothing of the new one */
+	r.retry_at = 0;
+	r.failures = 0;
+	if (r.state == R_IDLE && r.m == NULL) {
+		evtimer_del(r.idle);
+		relay_send("QUIT");
+		r.state = R_QUIT;
+	}
+}
+
+void
 relay_init(struct event_base *base, struct smsubmit_conf *conf)
 {
 	r.base = base;

@@ -265,13 +265,13 @@ session_start(struct session *s)
 	if (env->stopping) {
 		s->owed = 1;
 		session_reply(s, "421 4.3.2 %s Service shutting down",
-		    env->conf->hostname);
+		    s->conf->hostname);
 		session_close(s, "shutting down");
 		return;
 	}
 	s->state = S_CONNECTED;
 	s->owed = 1;
-	session_reply(s, "220 %s ESMTP smsubmit", env->conf->hostname);
+	session_reply(s, "220 %s ESMTP smsubmit", s->conf->hostname);
 }
 
 const struct smtp_cmd *
@@ -383,7 +383,7 @@ command(struct session *s, char *line)
 	if ((cmd = session_cmd_lookup(line, &arg)) == NULL) {
 		if (++s->nunknown > SMTP_MAX_UNKNOWN) {
 			session_reply(s, "421 4.7.0 %s Too many unknown "
-			    "commands", s->env->conf->hostname);
+			    "commands", s->conf->hostname);
 			session_close(s, "too many unknown commands");
 			return;
 		}
@@ -501,7 +501,7 @@ session_input(struct session *s)
 		}
 		line[len] = '\0';
 		/* the next command's time starts now; handlers may change it */
-		s->deadline = time(NULL) + s->env->conf->timeout_command;
+		s->deadline = time(NULL) + s->conf->timeout_command;
 		if (s->state == S_AUTH)
 			auth_line(s, line);
 		else
@@ -548,13 +548,13 @@ static void
 cmd_helo(struct session *s, const char *arg)
 {
 	if (greet(s, arg, 0) == 0)
-		session_reply(s, "250 %s", s->env->conf->hostname);
+		session_reply(s, "250 %s", s->conf->hostname);
 }
 
 static void
 cmd_ehlo(struct session *s, const char *arg)
 {
-	struct smsubmit_conf	*conf = s->env->conf;
+	struct smsubmit_conf	*conf = s->conf;
 
 	if (greet(s, arg, 1) == -1)
 		return;
@@ -583,8 +583,8 @@ cmd_starttls(struct session *s, const char *arg)
 {
 	session_reply(s, "220 2.0.0 Ready to start TLS");
 	/* the handshake and the first command in TLS, as on a tls listener */
-	s->deadline = time(NULL) + MINIMUM(s->env->conf->timeout_handshake,
-	    s->env->conf->timeout_command);
+	s->deadline = time(NULL) + MINIMUM(s->conf->timeout_handshake,
+	    s->conf->timeout_command);
 	listener_starttls(s);
 }
 
@@ -645,7 +645,7 @@ cmd_auth(struct session *s, const char *arg)
 void
 session_auth_result(struct session *s, struct ipc_msg *msg)
 {
-	struct smsubmit_conf	*conf = s->env->conf;
+	struct smsubmit_conf	*conf = s->conf;
 	const char		*str, *senders;
 	uint32_t		 reason;
 
@@ -714,7 +714,7 @@ session_auth_timeout(struct session *s)
 	log_info("session %08x auth process did not answer in time", s->id);
 	s->pending = PENDING_NONE;
 	s->state = S_HELO;
-	s->deadline = time(NULL) + s->env->conf->timeout_command;
+	s->deadline = time(NULL) + s->conf->timeout_command;
 	session_reply(s, "454 4.7.0 Temporary authentication failure");
 	session_input(s);
 }
@@ -832,7 +832,7 @@ cmd_mail(struct session *s, const char *arg)
 		return;
 	}
 	if ((code = session_mail_params(params,
-	    s->env->conf->max_message_size, &flags, &msg)) != 0) {
+	    s->conf->max_message_size, &flags, &msg)) != 0) {
 		session_reply(s, "%d %s", code, msg);
 		return;
 	}
@@ -886,14 +886,14 @@ cmd_rcpt(struct session *s, const char *arg)
 		session_reply(s, "555 5.5.4 Unsupported parameter");
 		return;
 	}
-	if (s->nrcpts >= s->env->conf->max_recipients) {
+	if (s->nrcpts >= s->conf->max_recipients) {
 		session_reply(s, "452 4.5.3 Too many recipients");
 		return;
 	}
 	if ((r = reallocarray(s->rcpts, s->nrcpts + 1, sizeof(*r))) == NULL ||
 	    (s->rcpts = r, r[s->nrcpts] = strdup(addr)) == NULL) {
 		session_reply(s, "421 4.3.0 %s Out of memory",
-		    s->env->conf->hostname);
+		    s->conf->hostname);
 		session_close(s, "out of memory");
 		return;
 	}
@@ -981,7 +981,7 @@ cmd_noop(struct session *s, const char *arg)
 static void
 cmd_quit(struct session *s, const char *arg)
 {
-	session_reply(s, "221 2.0.0 %s Bye", s->env->conf->hostname);
+	session_reply(s, "221 2.0.0 %s Bye", s->conf->hostname);
 	session_close(s, "quit");
 }
 
@@ -1050,7 +1050,7 @@ cmd_xsandbox(struct session *s, const char *arg)
 static void
 data_begin(struct session *s)
 {
-	struct smsubmit_conf	*conf = s->env->conf;
+	struct smsubmit_conf	*conf = s->conf;
 	char			 date[64];
 	struct tm		 tm;
 	time_t			 now = time(NULL);
@@ -1151,7 +1151,7 @@ header_from_refused(struct session *s, struct body *b)
 static void
 data_end(struct session *s)
 {
-	struct smsubmit_conf	*conf = s->env->conf;
+	struct smsubmit_conf	*conf = s->conf;
 	struct body		*b = s->body;
 	const char		*why;
 	char			 euser[LOG_ESCAPE_MAX(sizeof(s->user))];
@@ -1221,7 +1221,7 @@ data_end(struct session *s)
 static void
 data_input(struct session *s)
 {
-	struct smsubmit_conf	*conf = s->env->conf;
+	struct smsubmit_conf	*conf = s->conf;
 	size_t			 n, before;
 
 	before = buf_used(&s->dbuf);
@@ -1287,7 +1287,7 @@ session_queue_result(struct session *s, struct ipc_msg *msg)
 	    msg->fd != -1))
 		fatalx("bad answer from queue");
 	s->pending = PENDING_NONE;
-	s->deadline = time(NULL) + s->env->conf->timeout_command;
+	s->deadline = time(NULL) + s->conf->timeout_command;
 	if (msg->type == IMSG_MSG_FILE) {
 		if (result == QUEUE_OK) {
 			strlcpy(s->msgid, msgid, sizeof(s->msgid));
@@ -1320,7 +1320,7 @@ session_queue_result(struct session *s, struct ipc_msg *msg)
 	if (s->env->stopping && s->state != S_QUIT &&
 	    s->pending == PENDING_NONE) {
 		session_reply(s, "421 4.3.2 %s Service shutting down",
-		    s->env->conf->hostname);
+		    s->conf->hostname);
 		session_close(s, "shutting down");
 		return;
 	}

@@ -6,7 +6,8 @@
  * the listener, the auth workers, the queue and the key process.  It reads
  * the certificates and keys and hands the keys to the key process alone,
  * the certificates to the listener, and then only watches: signals, and
- * its children.  "started" is logged once every child says it is ready;
+ * its children.  On SIGHUP it reads and checks the file again and, if it
+ * is sound, hands each child what it may change (reload()).  "started" is logged once every child says it is ready;
  * if any child exits, the others are stopped and the parent exits too.
  */
 #include <sys/types.h>
@@ -78,39 +79,64 @@ usage(void)
 	exit(1);
 }
 
+/* Bind one "listen on"; -1 with errno and what failed in *what. */
+static int
+bind_one(struct listen_conf *lc, const char **what)
+{
+	int	 on = 1, saved;
+
+	*what = "socket";
+	lc->fd = socket(lc->ss.ss_family,
+	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (lc->fd == -1)
+		return -1;
+	if (setsockopt(lc->fd, SOL_SOCKET, SO_REUSEADDR, &on,
+	    sizeof(on)) == -1) {
+		*what = "SO_REUSEADDR";
+		goto fail;
+	}
+	if (lc->ss.ss_family == AF_INET6 && setsockopt(lc->fd,
+	    IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) == -1) {
+		*what = "IPV6_V6ONLY";
+		goto fail;
+	}
+	/*
+	 * Accepted sockets inherit TCP_NODELAY (Linux, OpenBSD), and the
+	 * listener's sandbox has no setsockopt.  Without it the first reply
+	 * after the TLS 1.3 session tickets waits ~40 ms for the client's
+	 * delayed ACK (Nagle).  The session already writes all the replies
+	 * it has in one go, so nothing goes out in smaller pieces than
+	 * before.
+	 */
+	if (setsockopt(lc->fd, IPPROTO_TCP, TCP_NODELAY, &on,
+	    sizeof(on)) == -1) {
+		*what = "TCP_NODELAY";
+		goto fail;
+	}
+	*what = "bind";
+	if (bind(lc->fd, (struct sockaddr *)&lc->ss, lc->sslen) == -1)
+		goto fail;
+	*what = "listen";
+	if (listen(lc->fd, 128) == -1)
+		goto fail;
+	return 0;
+ fail:
+	saved = errno;
+	close(lc->fd);
+	lc->fd = -1;
+	errno = saved;
+	return -1;
+}
+
 static void
 bind_listeners(struct smsubmit_conf *conf)
 {
 	struct listen_conf	*lc;
-	int			 on = 1;
+	const char		*what;
 
-	TAILQ_FOREACH(lc, &conf->listeners, entry) {
-		lc->fd = socket(lc->ss.ss_family,
-		    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (lc->fd == -1)
-			fatal("socket for %s", lc->name);
-		if (setsockopt(lc->fd, SOL_SOCKET, SO_REUSEADDR, &on,
-		    sizeof(on)) == -1)
-			fatal("SO_REUSEADDR");
-		if (lc->ss.ss_family == AF_INET6 && setsockopt(lc->fd,
-		    IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) == -1)
-			fatal("IPV6_V6ONLY");
-		/*
-		 * Accepted sockets inherit TCP_NODELAY (Linux, OpenBSD), and
-		 * the listener's sandbox has no setsockopt.  Without it the
-		 * first reply after the TLS 1.3 session tickets waits ~40 ms
-		 * for the client's delayed ACK (Nagle).  The session already
-		 * writes all the replies it has in one go, so nothing goes
-		 * out in smaller pieces than before.
-		 */
-		if (setsockopt(lc->fd, IPPROTO_TCP, TCP_NODELAY, &on,
-		    sizeof(on)) == -1)
-			fatal("TCP_NODELAY");
-		if (bind(lc->fd, (struct sockaddr *)&lc->ss, lc->sslen) == -1)
-			fatal("bind %s", lc->name);
-		if (listen(lc->fd, 128) == -1)
-			fatal("listen %s", lc->name);
-	}
+	TAILQ_FOREACH(lc, &conf->listeners, entry)
+		if (bind_one(lc, &what) == -1)
+			fatal("%s %s", what, lc->name);
 }
 
 /*
@@ -119,17 +145,26 @@ bind_listeners(struct smsubmit_conf *conf)
  * children inherit the limit), or refuse a configuration that cannot
  * have it rather than find out by running out under load.
  */
-static int
-fit_nofile(struct smsubmit_conf *conf, const char *file)
+static rlim_t
+nofile_need(struct smsubmit_conf *conf)
 {
 	struct listen_conf	*lc;
-	struct rlimit		 rl;
 	rlim_t			 need;
 
 	need = NOFILE_FIXED + 2 * (rlim_t)conf->max_sessions +
 	    conf->auth_workers;
 	TAILQ_FOREACH(lc, &conf->listeners, entry)
 		need++;
+	return need;
+}
+
+static int
+fit_nofile(struct smsubmit_conf *conf, const char *file)
+{
+	struct rlimit		 rl;
+	rlim_t			 need;
+
+	need = nofile_need(conf);
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
 		fprintf(stderr, "getrlimit: %s\n", strerror(errno));
 		return -1;
@@ -245,6 +280,226 @@ keys_loaded(uint32_t n)
 	certs_free();
 }
 
+/* --- SIGHUP --- */
+
+/*
+ * Parse and check a new configuration as -n does.  What they print goes
+ * to stderr, which a daemon has not got: it is caught and logged, so the
+ * operator finds "file:line: ..." in the log.
+ */
+static int
+reload_validate(const char *text, size_t len, struct smsubmit_conf *conf)
+{
+	FILE	*tmp;
+	char	 line[1024];
+	int	 saved, r = -1, parsed = 0;
+
+	fflush(stderr);
+	if ((tmp = tmpfile()) == NULL) {
+		log_warn("reload: tmpfile");
+		return -1;
+	}
+	if ((saved = dup(STDERR_FILENO)) == -1 ||
+	    dup2(fileno(tmp), STDERR_FILENO) == -1) {
+		log_warn("reload: dup");
+		if (saved != -1)
+			close(saved);
+		fclose(tmp);
+		return -1;
+	}
+	if (parse_config_mem(env.file, text, len, conf) == 0) {
+		parsed = 1;
+		if (check_config(env.file, conf, 0) == 0)
+			r = 0;
+	}
+	fflush(stderr);
+	if (dup2(saved, STDERR_FILENO) == -1)
+		fatal("reload: dup2");
+	close(saved);
+	rewind(tmp);
+	while (fgets(line, sizeof(line), tmp) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		log_warnx("%s", line);
+	}
+	fclose(tmp);
+	if (r == -1 && parsed)
+		conf_free(conf);
+	return r;
+}
+
+static struct listen_conf *
+listen_find(struct smsubmit_conf *conf, const char *name)
+{
+	struct listen_conf	*lc;
+
+	TAILQ_FOREACH(lc, &conf->listeners, entry)
+		if (strcmp(lc->name, name) == 0)
+			return lc;
+	return NULL;
+}
+
+static void
+what_add(char *what, size_t len, const char *name)
+{
+	if (*what != '\0')
+		strlcat(what, ", ", len);
+	strlcat(what, name, len);
+}
+
+/*
+ * What the children were set up with and cannot change while running:
+ * their users, chroots and sandboxes, the number of auth workers and
+ * the SASL library's configuration, and the open files the processes
+ * were given room for.  0 if the new configuration changes none of it.
+ */
+static int
+reload_fixed(struct smsubmit_conf *o, struct smsubmit_conf *n)
+{
+	struct listen_conf	*lc, *olc;
+	struct rlimit		 rl;
+	char			 what[512] = "", nofile[96];
+
+	if (strcmp(o->user, n->user) != 0)
+		what_add(what, sizeof(what), "user");
+	if (strcmp(o->queue_user, n->queue_user) != 0)
+		what_add(what, sizeof(what), "queue user");
+	if (strcmp(o->queue_dir, n->queue_dir) != 0)
+		what_add(what, sizeof(what), "queue directory");
+	if (o->auth_workers != n->auth_workers)
+		what_add(what, sizeof(what), "auth workers");
+	if (strcmp(o->sasl_config, n->sasl_config) != 0)
+		what_add(what, sizeof(what), "auth sasl-config");
+	TAILQ_FOREACH(lc, &n->listeners, entry)
+		if ((olc = listen_find(o, lc->name)) != NULL &&
+		    olc->flags != lc->flags) {
+			what_add(what, sizeof(what), "tls or starttls on ");
+			strlcat(what, lc->name, sizeof(what));
+		} else if (olc != NULL && (olc->nproxy != lc->nproxy ||
+		    memcmp(olc->proxy, lc->proxy, sizeof(lc->proxy)) != 0)) {
+			what_add(what, sizeof(what), "proxy from on ");
+			strlcat(what, lc->name, sizeof(what));
+		}
+	/* the children have the limit they were started with */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur !=
+	    RLIM_INFINITY && rl.rlim_cur < nofile_need(n)) {
+		what_add(what, sizeof(what), "limit sessions and listen on");
+		snprintf(nofile, sizeof(nofile), " (%llu open files needed, "
+		    "%llu allowed)",
+		    (unsigned long long)nofile_need(n),
+		    (unsigned long long)rl.rlim_cur);
+		strlcat(what, nofile, sizeof(what));
+	}
+	if (*what == '\0')
+		return 0;
+	log_warnx("reload refused: %s cannot change without a restart, "
+	    "keeping the old configuration", what);
+	return -1;
+}
+
+static void
+listeners_unbind(struct smsubmit_conf *conf)
+{
+	struct listen_conf	*lc;
+
+	TAILQ_FOREACH(lc, &conf->listeners, entry)
+		if (lc->fd != -1) {
+			close(lc->fd);
+			lc->fd = -1;
+		}
+}
+
+/* Bind the listeners the old configuration has not got. */
+static int
+reload_bind(struct smsubmit_conf *o, struct smsubmit_conf *n)
+{
+	struct listen_conf	*lc;
+	const char		*what;
+
+	TAILQ_FOREACH(lc, &n->listeners, entry) {
+		if (listen_find(o, lc->name) != NULL)
+			continue;
+		if (bind_one(lc, &what) == -1) {
+			log_warn("reload refused: %s %s, keeping the old "
+			    "configuration", what, lc->name);
+			listeners_unbind(n);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * SIGHUP: the whole file again.  Anything wrong with it, or anything it
+ * changes that needs a restart, and the old configuration goes on
+ * serving.  Otherwise every child takes the settings it can change
+ * (proc_reconf), the listener the listeners added and removed, and the
+ * key process and the listener the certificates, as at start.
+ */
+static void
+reload(void)
+{
+	struct smsubmit_conf	*n, *o = env.conf;
+	struct listen_conf	*lc;
+	struct child		*smtp = child_of(PROC_SMTP, 0), *c;
+	char			*text;
+	size_t			 len;
+	int			 i;
+
+	if (env.loading) {
+		log_warnx("reload refused: the last one is not done yet");
+		return;
+	}
+	log_info("reloading %s", env.file);
+	if ((text = file_read(env.file, CONF_MAX, &len)) == NULL) {
+		log_warn("reload refused: %s, keeping the old configuration",
+		    env.file);
+		return;
+	}
+	if ((n = calloc(1, sizeof(*n))) == NULL) {
+		log_warn("reload");
+		freezero(text, len);
+		return;
+	}
+	if (reload_validate(text, len, n) == -1) {
+		freezero(text, len);
+		free(n);
+		log_warnx("reload refused: %s has errors, keeping the old "
+		    "configuration", env.file);
+		return;
+	}
+	freezero(text, len);
+	if (reload_fixed(o, n) == -1 || reload_bind(o, n) == -1) {
+		conf_free(n);
+		free(n);
+		return;
+	}
+
+	for (i = 0; i < env.nchild; i++) {
+		c = &env.child[i];
+		if (c->type != PROC_CRYPTO && c->pid > 0)
+			proc_reconf_send(c->ipc, n);
+	}
+	TAILQ_FOREACH(lc, &o->listeners, entry)
+		if (listen_find(n, lc->name) == NULL) {
+			log_info("not listening on %s any more", lc->name);
+			ipc_send(smtp->ipc, IMSG_LISTEN_CLOSE, 0, -1, "s",
+			    lc->name);
+		}
+	TAILQ_FOREACH(lc, &n->listeners, entry)
+		if (lc->fd != -1) {
+			/* the socket is the listener's now */
+			ipc_send(smtp->ipc, IMSG_LISTEN_ADD, 0, lc->fd, "usb",
+			    (uint32_t)lc->flags, lc->name, lc->proxy,
+			    lc->nproxy * sizeof(lc->proxy[0]));
+			lc->fd = -1;
+		}
+	env.conf = n;
+	conf_free(o);
+	free(o);
+	log_info("configuration reloaded");
+	send_keys();
+}
+
 static void
 kill_children(int sig, int listeners_too)
 {
@@ -354,9 +609,7 @@ signal_cb(int sig, short ev, void *arg)
 	case SIGHUP:
 		if (env.stopping || !env.started)
 			break;
-		log_info("reloading certificate and key");
-		if (send_keys() == -1)
-			log_warnx("reload failed, keeping the old keypair");
+		reload();
 		break;
 	case SIGCHLD:
 		reap();

@@ -44,6 +44,7 @@ struct auth_worker;
 #define AUTH_MECHS_MAX		256
 #define AUTH_LINE_MAX		12288	/* a base64 AUTH line from a client */
 #define SENDERS_MAX		4096	/* a user's allowed senders, as text */
+#define AUTH_DELAY_LIMIT	3600	/* "auth delay" at most, seconds */
 
 /* --- parse.y: the configuration --- */
 
@@ -82,6 +83,7 @@ struct listen_conf {
 	int			 fd;		/* bound by the parent */
 	char			 name[NI_MAXHOST + 16];	/* "addr port N" */
 	struct event		*ev;		/* the listener's, on fd */
+	int			 refs;		/* listener: its sessions */
 };
 TAILQ_HEAD(listen_list, listen_conf);
 
@@ -144,6 +146,7 @@ struct smsubmit_conf {
 	char			*user;
 	char			*queue_user;
 	struct conf_lines	 line;
+	int			 refs;	/* listener: sessions, and env */
 };
 
 /* Defaults are filled in first; a file can override each. */
@@ -226,6 +229,14 @@ enum msg_type {
 	IMSG_STATS,		/* "b" struct smtp_stats */
 	/* any child -> parent, from its SIGSYS handler */
 	IMSG_SANDBOX_VIOLATION,	/* "u" the forbidden system call's number */
+	/* parent -> every child but crypto, on SIGHUP (proc_reconf) */
+	IMSG_RECONF,		/* "bsss" struct smsubmit_conf without its
+				   pointers, tls protocols, tls ciphers,
+				   senders file ("": none) */
+	/* parent -> listener, on SIGHUP, after IMSG_RECONF */
+	IMSG_LISTEN_ADD,	/* "usb" LISTEN_* flags, name, its "proxy from"
+				   (struct proxy_net[]); fd: its socket */
+	IMSG_LISTEN_CLOSE,	/* "s" name: accept no more on it */
 	IMSG_MAX
 };
 
@@ -280,6 +291,16 @@ void	 proc_child(enum proc_type, int instance, struct smsubmit_conf *,
 	    struct proc_peers *);
 /* As root: chroot to root (unless NULL) and become user for good. */
 void	 proc_drop(const char *user, const char *root);
+/*
+ * SIGHUP: the parent sends a child the settings a running process can
+ * take (the parent validated them and refused what needs a restart);
+ * the child takes them into conf, in place, or returns -1 with conf as
+ * it was (out of memory).
+ */
+void	 proc_reconf_send(struct ipc *, const struct smsubmit_conf *);
+int	 proc_reconf(struct ipc_msg *, struct smsubmit_conf *);
+/* A copy of conf without its listeners and certificates, or NULL. */
+struct smsubmit_conf *proc_conf_copy(const struct smsubmit_conf *);
 
 /* --- crypto.c: the key process --- */
 
@@ -349,6 +370,7 @@ struct listener_env {
 	struct ipc		*parent;
 	struct ipc		*queue;
 	struct tls		*tls;		/* server context, once keyed */
+	struct listen_list	 listeners;	/* accepting on these */
 	char			 mechs[AUTH_MECHS_MAX];	/* from auth */
 	int			 auth_ready;
 	int			 nsessions;
@@ -387,6 +409,7 @@ struct session {
 	SPLAY_ENTRY(session)	 entry;
 	uint32_t		 id;
 	struct listener_env	*env;
+	struct smsubmit_conf	*conf;		/* as when it connected */
 	struct listen_conf	*lc;
 	int			 fd;
 	struct tls		*tls;
@@ -607,6 +630,8 @@ int	 relay_ready(void);		/* can take a message now */
 time_t	 relay_retry_at(void);		/* when a down relay is tried */
 void	 relay_deliver(struct qmsg *);
 void	 relay_flush(void);		/* forget a down relay's backoff */
+/* A reload changed the relay host: the next message goes to the new one. */
+void	 relay_moved(void);
 /*
  * Parse one reply line: 1 and the code for the last line of a reply, 0 for
  * a continuation line, -1 for garbage.

@@ -183,6 +183,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	strlcpy(env.mechs, "PLAIN LOGIN", sizeof(env.mechs));
 	memset(&s, 0, sizeof(s));
 	s.env = &env;
+	s.conf = &conf;
 	s.id = 1;
 	s.fd = -1;
 	s.msgfd = -1;

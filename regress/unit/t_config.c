@@ -573,6 +573,8 @@ t_errors(void)
 	    "duration \"0m\" must be more than zero"), "zero duration");
 	ok(fails("failures.conf", LISTEN CERT "auth max-failures 101\n", 3,
 	    "max-failures out of range"), "max-failures 101");
+	ok(fails("delay.conf", LISTEN CERT "auth delay 1s to 2h\n", 3,
+	    "auth delay: 7200 is more than 3600s"), "auth delay over 1h");
 	ok(fails("limit.conf", LISTEN CERT "limit recipients 0\n", 3,
 	    "recipients out of range"), "limit recipients 0");
 	ok(fails("macro.conf", LISTEN "\ntls certificate $nope key \"/k\"\n",
