@@ -21,7 +21,7 @@ import time
 from harness import Skip, expect, message, queue_id, stuff, timeout, unique
 
 TRACED = ("fsync,fdatasync,sync_file_range,write,writev,pwrite64,sendto,"
-          "sendmsg,rename,renameat,renameat2")
+          "sendmsg,rename,renameat,renameat2,copy_file_range,sendfile")
 TLS13_OVERHEAD = 5 + 1 + 16     # record header, content type, AEAD tag
 
 LINE = re.compile(r"^(\d+)\s+(\d+\.\d+) (.*)$")
@@ -139,9 +139,15 @@ def check_order(calls, queue_pid, listener_pid, qid, reply, port):
         return [c for c in q if c.name.startswith("rename") and c.ret == 0
                 and '"%s"' % src in c.args and '"%s"' % dst in c.args]
 
-    f_msg = fsyncs(r"/tmp/%s" % qid)
+    # [queue] copies what the listener wrote (tmp/ID) into a file of its
+    # own (tmp/ID.msg), which it syncs and renames into queue/
+    f_msg = fsyncs(r"/tmp/%s\.msg" % qid)
     f_env = fsyncs(r"/tmp/%s\.env" % qid)
-    r_msg = renamed("tmp/%s" % qid, "queue/%s.msg" % qid)
+    r_msg = renamed("tmp/%s.msg" % qid, "queue/%s.msg" % qid)
+    copies = [c for c in q if c.name in ("copy_file_range", "write",
+                                         "pwrite64", "sendfile") and
+              c.ret > 0 and re.search(r"\d+<[^>]*/tmp/%s\.msg>" % qid,
+                                      c.args)]
     r_env = renamed("tmp/%s.env" % qid, "queue/%s.env" % qid)
     data = [c for c in calls if c.name in ("write", "writev", "pwrite64")
             and c.ret > 0 and re.search(fd_path % (r"/tmp/%s" % qid),
@@ -152,7 +158,8 @@ def check_order(calls, queue_pid, listener_pid, qid, reply, port):
                                          "sendmsg") and
             re.search(sock, c.args) and c.ret == want]
     problems = []
-    for what, got in (("fsync of tmp/%s" % qid, f_msg),
+    for what, got in (("fsync of tmp/%s.msg" % qid, f_msg),
+                      ("copy into tmp/%s.msg" % qid, copies),
                       ("fsync of tmp/%s.env" % qid, f_env),
                       ("rename to queue/%s.msg" % qid, r_msg),
                       ("rename to queue/%s.env" % qid, r_env),
@@ -169,12 +176,15 @@ def check_order(calls, queue_pid, listener_pid, qid, reply, port):
     fm = [c for c in f_msg if c.end <= r_msg[0].start]
     fe = [c for c in f_env if c.end <= r_env[0].start]
     if not fm:
-        problems.append("tmp/%s renamed before its fsync ended" % qid)
+        problems.append("tmp/%s.msg renamed before its fsync ended" % qid)
     if not fe:
         problems.append("tmp/%s.env renamed before its fsync ended" % qid)
-    late = [c for c in data if fm and c.end > fm[-1].start]
+    late = [c for c in data if c.end > copies[0].start]
     if late:
-        problems.append("data written after the fsync: %s" % late)
+        problems.append("data written after the copy began: %s" % late)
+    late = [c for c in copies if fm and c.end > fm[-1].start]
+    if late:
+        problems.append("data copied after the fsync: %s" % late)
     after = max(r_msg[0].end, r_env[0].end)
     f_dir = [c for c in fsyncs(r"/queue/queue") if c.start >= after and
              c.end <= w.start]
