@@ -1,8 +1,11 @@
 /*
  * bounce.c: delivery status notifications (RFC 3464), written by the
  * queue process when the relay refuses recipients for good or a message
- * outlives the queue lifetime.  The report goes to the envelope sender
- * with a null sender, so it can never be bounced in turn.
+ * outlives the queue lifetime ("Action: failed"), and, with "queue
+ * delay-warning", once when a message has waited that long with
+ * recipients still deferred ("Action: delayed": the message stays queued).
+ * The report goes to the envelope sender with a null sender, so it can
+ * never be bounced, or warned about, in turn.
  */
 #include <sys/types.h>
 
@@ -18,9 +21,14 @@
 
 #define HEADERS_MAX	(64 * 1024)
 
-/* The enhanced status code of a reply (RFC 3463), or a default. */
+/*
+ * The enhanced status code of a reply (RFC 3463) in the class given ('4'
+ * or '5'), or a default: a temporary code on a final failure is reported
+ * as final, and the reverse.
+ */
 static void
-status_code(const char *reply, const char *dflt, char *out, size_t len)
+status_code(const char *reply, const char *dflt, char class, char *out,
+    size_t len)
 {
 	const char	*p = reply;
 	size_t		 n;
@@ -32,11 +40,22 @@ status_code(const char *reply, const char *dflt, char *out, size_t len)
 	    p[1] == '.' && strchr(p + 2, '.') != NULL) {
 		memcpy(out, p, n);
 		out[n] = '\0';
-		/* a temporary code on a final failure is reported as final */
-		out[0] = '5';
+		out[0] = class;
 		return;
 	}
 	strlcpy(out, dflt, len);
+}
+
+/*
+ * Whether a temporary error is a relay's reply ("451 ..."), not our own
+ * words about the connection ("timeout"): only a reply is an SMTP
+ * Diagnostic-Code.
+ */
+static int
+smtp_reply(const char *s)
+{
+	return isdigit((unsigned char)s[0]) && isdigit((unsigned char)s[1]) &&
+	    isdigit((unsigned char)s[2]) && (s[3] == ' ' || s[3] == '\0');
 }
 
 /*
@@ -93,14 +112,33 @@ copy_headers(FILE *out, int msgfd)
 	free(buf);
 }
 
+/* What each kind of report says, and about which recipients. */
+static const struct {
+	const char	*subject;
+	const char	*what;
+	const char	*action;
+	enum rcpt_state	 state;
+} kinds[] = {
+	[DSN_FAILED] = { "Undelivered Mail Returned to Sender",
+	    "could not be delivered to the following recipients",
+	    "failed", RCPT_FAILED },
+	[DSN_EXPIRED] = { "Undelivered Mail Returned to Sender",
+	    "could not be delivered to the following recipients, because "
+	    "it could not be relayed in time", "failed", RCPT_FAILED },
+	[DSN_DELAYED] = { "Delayed Mail (still being retried)",
+	    "has not yet been delivered to the following recipients",
+	    "delayed", RCPT_PENDING },
+};
+
 int
 bounce_write(int fd, struct smsubmit_conf *conf, struct qmsg *orig,
-    const char *id, int msgfd, int expired)
+    const char *id, int msgfd, enum dsn_kind kind)
 {
 	FILE		*out;
-	char		 date[64], arrival[64], status[32];
+	char		 date[64], arrival[64], until[64], status[32];
 	char		 text[sizeof(orig->rcpts[0].reply)];
 	char		 boundary[HOST_NAME_MAX + QUEUE_ID_LEN + 2];
+	const char	*reply;
 	struct rcpt	*r;
 	int		 i, fd2;
 
@@ -111,11 +149,14 @@ bounce_write(int fd, struct smsubmit_conf *conf, struct qmsg *orig,
 	}
 	rfc5322_date(time(NULL), date, sizeof(date));
 	rfc5322_date(orig->created, arrival, sizeof(arrival));
+	/* when the queue gives up: then a failure report would follow */
+	rfc5322_date(orig->created + conf->queue_lifetime, until,
+	    sizeof(until));
 	snprintf(boundary, sizeof(boundary), "%s/%s", id, conf->hostname);
 
 	fprintf(out, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n"
 	    "To: <%s>\r\n"
-	    "Subject: Undelivered Mail Returned to Sender\r\n"
+	    "Subject: %s\r\n"
 	    "Date: %s\r\n"
 	    "Message-ID: <%s.bounce@%s>\r\n"
 	    "Auto-Submitted: auto-replied\r\n"
@@ -131,14 +172,22 @@ bounce_write(int fd, struct smsubmit_conf *conf, struct qmsg *orig,
 	    "This is the mail submission service at %s.\r\n"
 	    "\r\n"
 	    "Your message of %s (queue ID %s)\r\n"
-	    "could not be delivered to the following recipients%s:\r\n"
-	    "\r\n", conf->hostname, orig->from, date, id, conf->hostname,
-	    boundary, boundary, conf->hostname, arrival, orig->id,
-	    expired ? ", because it could not be relayed in time" : "");
-	for (i = 0, r = orig->rcpts; i < orig->nrcpts; i++, r++)
-		if (r->state == RCPT_FAILED)
-			fprintf(out, "<%s>: %s\r\n", r->addr,
-			    report_text(text, sizeof(text), r->reply));
+	    "%s:\r\n"
+	    "\r\n", conf->hostname, orig->from, kinds[kind].subject, date, id,
+	    conf->hostname, boundary, boundary, conf->hostname, arrival,
+	    orig->id, kinds[kind].what);
+	for (i = 0, r = orig->rcpts; i < orig->nrcpts; i++, r++) {
+		if (r->state != kinds[kind].state)
+			continue;
+		reply = kind == DSN_DELAYED ? orig->error : r->reply;
+		fprintf(out, "<%s>%s%s\r\n", r->addr, reply[0] ? ": " : "",
+		    report_text(text, sizeof(text), reply));
+	}
+	if (kind == DSN_DELAYED)
+		fprintf(out, "\r\nThe message stays queued and delivery is "
+		    "retried until\r\n%s. You will be told if it fails "
+		    "for good;\r\nthere is no need to send it again.\r\n",
+		    until);
 
 	fprintf(out, "\r\n--%s\r\n"
 	    "Content-Type: message/delivery-status\r\n"
@@ -148,28 +197,35 @@ bounce_write(int fd, struct smsubmit_conf *conf, struct qmsg *orig,
 	    "Arrival-Date: %s\r\n", boundary, conf->hostname, orig->id,
 	    arrival);
 	for (i = 0, r = orig->rcpts; i < orig->nrcpts; i++, r++) {
-		if (r->state != RCPT_FAILED)
+		if (r->state != kinds[kind].state)
 			continue;
+		/* a deferred recipient's last word is the message's error */
+		reply = kind == DSN_DELAYED ? orig->error : r->reply;
 		/* X.4.7: delivery time expired (RFC 3463) */
-		if (expired)
+		if (kind == DSN_EXPIRED)
 			strlcpy(status, "5.4.7", sizeof(status));
+		else if (kind == DSN_DELAYED)
+			status_code(reply, "4.0.0", '4', status,
+			    sizeof(status));
 		else
-			status_code(r->reply, "5.0.0", status,
+			status_code(reply, "5.0.0", '5', status,
 			    sizeof(status));
 		fprintf(out, "\r\nFinal-Recipient: rfc822; %s\r\n"
-		    "Action: failed\r\n"
-		    "Status: %s\r\n", r->addr, status);
-		if (!expired)
+		    "Action: %s\r\n"
+		    "Status: %s\r\n", r->addr, kinds[kind].action, status);
+		if (kind == DSN_EXPIRED)
+			fprintf(out, "Diagnostic-Code: smtp; %s\r\n",
+			    report_text(text, sizeof(text), reply));
+		else if (kind == DSN_FAILED || smtp_reply(reply))
 			/* relay_name is "address port N": the host alone */
 			fprintf(out, "Remote-MTA: dns; %.*s\r\n"
 			    "Diagnostic-Code: smtp; %s\r\n",
 			    (int)strcspn(conf->relay_name, " "),
 			    conf->relay_name,
-			    report_text(text, sizeof(text), r->reply));
-		else
-			fprintf(out, "Diagnostic-Code: smtp; %s\r\n",
-			    report_text(text, sizeof(text), r->reply));
+			    report_text(text, sizeof(text), reply));
 		fprintf(out, "Last-Attempt-Date: %s\r\n", date);
+		if (kind == DSN_DELAYED)
+			fprintf(out, "Will-Retry-Until: %s\r\n", until);
 	}
 	fprintf(out, "\r\n--%s\r\n"
 	    "Content-Type: text/rfc822-headers\r\n"

@@ -13,6 +13,7 @@
  *	attempts 1
  *	next 1700000300
  *	error 451%204.3.0%20busy
+ *	warned 1700003600			(only once it is so)
  *	rcpt pending bob@example.org
  *	reply 550%205.1.1%20no%20such%20user	(of the rcpt line above)
  *
@@ -22,6 +23,12 @@
  * local part with spaces, 8-bit octets) cannot end or split a line, and
  * the parser reads back exactly what was written.  Version 1, written
  * before, held the values raw; it is still read.
+ *
+ * "warned" says when the delay warning ("queue delay-warning") went to
+ * the sender.  It came after the first version 2 envelopes, so one
+ * without it is one nobody was warned about; it is written only once it
+ * is so, which keeps every other envelope readable by a queue that
+ * predates it.
  *
  * The writer refuses an envelope larger than ENVELOPE_MAX, the most the
  * reader takes: what the queue wrote, it can always read.
@@ -158,6 +165,8 @@ envelope_format(struct buf *out, const struct qmsg *m)
 	    put_number(out, "attempts", m->attempts) == -1 ||
 	    put_number(out, "next", m->next) == -1 ||
 	    put_field(out, "error", m->error) == -1)
+		return -1;
+	if (m->warned != 0 && put_number(out, "warned", m->warned) == -1)
 		return -1;
 	for (i = 0; i < m->nrcpts; i++) {
 		if (buf_printf(out, "rcpt %s",
@@ -332,6 +341,11 @@ parse_line(struct qmsg *m, int version, const char *key, char *val)
 		m->next = n;
 	} else if (strcmp(key, "error") == 0) {
 		return get_text(version, m->error, sizeof(m->error), val);
+	} else if (strcmp(key, "warned") == 0) {
+		/* written only when set, so never 0 */
+		if (get_number(val, 1, LLONG_MAX, &n) == -1)
+			return -1;
+		m->warned = n;
 	} else if (strcmp(key, "rcpt") == 0) {
 		/* "STATE ADDRESS" */
 		len = strcspn(val, " ");

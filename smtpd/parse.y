@@ -120,7 +120,7 @@ typedef struct {
 
 %}
 
-%token	AFTER BAN CHECKHEADERFROM DELAY FOR SENDERS WITHIN
+%token	AFTER BAN CHECKHEADERFROM DELAY DELAYWARNING FOR SENDERS WITHIN
 %token	AUTH CERTIFICATE CIPHERS COMMAND DATA HANDSHAKE HOSTNAME KEY LIFETIME
 %token	LIMIT MESSAGES PER
 %token	LISTEN MAXFAILURES MECHANISMS MESSAGESIZE ON PORT PROTOCOLS QUEUE
@@ -379,6 +379,9 @@ queue		: QUEUE string {
 		| QUEUE LIFETIME duration {
 			in.conf->queue_lifetime = $3;
 		}
+		| QUEUE DELAYWARNING duration {
+			in.conf->delay_warning = $3;
+		}
 		| QUEUE RETRY duration TO duration {
 			if ($3 > $5) {
 				conf_err("queue retry: %lld is more than %lld",
@@ -503,6 +506,7 @@ static const struct keyword {
 	{ "command",			COMMAND },
 	{ "data",			DATA },
 	{ "delay",			DELAY },
+	{ "delay-warning",		DELAYWARNING },
 	{ "for",			FOR },
 	{ "from",			FROM },
 	{ "handshake",			HANDSHAKE },
@@ -1536,6 +1540,16 @@ parse_fp(FILE *fp, const char *file, struct smsubmit_conf *conf)
 	if (conf->tls_cert == NULL || conf->tls_key == NULL) {
 		fprintf(stderr, "%s: tls certificate and key required "
 		    "(\"tls certificate ... key ...\")\n", file);
+		in.errors++;
+	}
+
+	/* a warning due no sooner than the bounce would never be sent */
+	if (conf->delay_warning != 0 &&
+	    conf->delay_warning >= conf->queue_lifetime) {
+		fprintf(stderr, "%s: queue delay-warning %llds is not less "
+		    "than queue lifetime %llds\n", file,
+		    (long long)conf->delay_warning,
+		    (long long)conf->queue_lifetime);
 		in.errors++;
 	}
 

@@ -106,6 +106,7 @@ static struct {
 } env;
 
 static void	schedule(void);
+static int	has_pending(struct qmsg *);
 
 /* A free-text field from the listener: printable, no line breaks. */
 static int
@@ -698,58 +699,100 @@ backoff(int attempts)
 }
 
 /*
- * Tell the sender about RCPT_FAILED recipients with a DSN, committed to
- * the queue like any message.  0 once they are told (or cannot be: a
- * null sender is never bounced), -1 to try again later.
+ * Write a DSN of that kind about m and commit it to the queue like any
+ * message, to the sender (not null: the caller saw to that), with a null
+ * sender.  Its queue ID goes to id; -1 to try again later.
+ */
+static int
+dsn_commit(struct qmsg *m, enum dsn_kind kind, char *id)
+{
+	struct qmsg	 b;
+	char		 path[64], msgpath[64];
+	int		 fd, msgfd, r;
+
+	memset(&b, 0, sizeof(b));
+	snprintf(msgpath, sizeof(msgpath), "queue/%s.msg", m->id);
+	if ((fd = file_create(b.id, path, sizeof(path), O_RDWR)) == -1) {
+		log_warn("message %s: cannot create a report", m->id);
+		return -1;
+	}
+	if ((msgfd = open(msgpath, O_RDONLY | O_CLOEXEC)) == -1) {
+		log_warn("message %s: cannot read", m->id);
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	r = bounce_write(fd, env.conf, m, b.id, msgfd, kind);
+	close(msgfd);
+	b.created = time(NULL);
+	b.flags = m->flags;
+	strlcpy(b.helo, env.conf->hostname, sizeof(b.helo));
+	strlcpy(b.client, "localhost", sizeof(b.client));
+	if (r == -1 || envelope_rcpt_add(&b, m->from, RCPT_PENDING) == -1 ||
+	    commit(fd, path, &b) == -1) {
+		log_warn("message %s: cannot commit a report", m->id);
+		close(fd);
+		unlink(path);
+		envelope_clear(&b);
+		return -1;
+	}
+	close(fd);
+	strlcpy(id, b.id, QUEUE_ID_LEN + 1);
+	enqueue(&b);
+	return 0;
+}
+
+/*
+ * Tell the sender about RCPT_FAILED recipients with a DSN.  0 once they
+ * are told (or cannot be: a null sender is never bounced), -1 to try
+ * again later.
  */
 static int
 bounce(struct qmsg *m, int expired)
 {
-	struct qmsg	 b;
-	char		 path[64], msgpath[64];
-	char		 esc[LOG_ESCAPE_MAX(ADDR_MAX)];
-	int		 fd, msgfd, i, r;
+	char	 id[QUEUE_ID_LEN + 1];
+	char	 esc[LOG_ESCAPE_MAX(ADDR_MAX)];
+	int	 i;
 
 	if (m->from[0] == '\0')
 		log_info("message %s: no bounce for a null sender", m->id);
 	else {
-		memset(&b, 0, sizeof(b));
-		snprintf(msgpath, sizeof(msgpath), "queue/%s.msg", m->id);
-		if ((fd = file_create(b.id, path, sizeof(path),
-		    O_RDWR)) == -1) {
-			log_warn("message %s: cannot create bounce", m->id);
+		if (dsn_commit(m, expired ? DSN_EXPIRED : DSN_FAILED,
+		    id) == -1)
 			return -1;
-		}
-		if ((msgfd = open(msgpath, O_RDONLY | O_CLOEXEC)) == -1) {
-			log_warn("message %s: cannot read", m->id);
-			close(fd);
-			unlink(path);
-			return -1;
-		}
-		r = bounce_write(fd, env.conf, m, b.id, msgfd, expired);
-		close(msgfd);
-		b.created = time(NULL);
-		b.flags = m->flags;
-		strlcpy(b.helo, env.conf->hostname, sizeof(b.helo));
-		strlcpy(b.client, "localhost", sizeof(b.client));
-		if (r == -1 || envelope_rcpt_add(&b, m->from,
-		    RCPT_PENDING) == -1 || commit(fd, path, &b) == -1) {
-			log_warn("message %s: cannot commit bounce", m->id);
-			close(fd);
-			unlink(path);
-			envelope_clear(&b);
-			return -1;
-		}
-		close(fd);
-		enqueue(&b);
 		env.stats.bounces++;
-		log_info("message %s: bounce %s sent to <%s>", m->id, b.id,
+		log_info("message %s: bounce %s sent to <%s>", m->id, id,
 		    log_escape(esc, sizeof(esc), m->from));
 	}
 	for (i = 0; i < m->nrcpts; i++)
 		if (m->rcpts[i].state == RCPT_FAILED)
 			m->rcpts[i].state = RCPT_BOUNCED;
 	return 0;
+}
+
+/*
+ * "queue delay-warning": once a message still has deferred recipients
+ * that long after it came, its sender hears so, once.  The envelope
+ * keeps when (the caller writes it next), so a restart does not warn
+ * again; a crash between the two may, which is the lesser harm.  A null
+ * sender, which every report has, is never warned.  If the report cannot
+ * be made now, the next deferral tries again.
+ */
+static void
+delay_warning(struct qmsg *m, time_t now)
+{
+	char	 id[QUEUE_ID_LEN + 1];
+	char	 esc[LOG_ESCAPE_MAX(ADDR_MAX)];
+
+	if (env.conf->delay_warning == 0 || m->warned != 0 ||
+	    m->from[0] == '\0' || now - m->created < env.conf->delay_warning)
+		return;
+	if (dsn_commit(m, DSN_DELAYED, id) == -1)
+		return;
+	m->warned = now;
+	log_info("message %s: delayed for %llds, warning %s sent to <%s>",
+	    m->id, (long long)(now - m->created), id,
+	    log_escape(esc, sizeof(esc), m->from));
 }
 
 void
@@ -801,6 +844,8 @@ queue_relay_done(struct qmsg *m)
 		    "removed", m->id, done, m->nrcpts);
 		message_remove(m);
 	} else {
+		if (has_pending(m))
+			delay_warning(m, now);
 		m->attempts++;
 		m->next = now + backoff(m->attempts);
 		log_info("message %s: %d recipients deferred (%s), retry in "

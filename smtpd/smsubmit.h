@@ -128,6 +128,7 @@ struct smsubmit_conf {
 	char			 relay_name[NI_MAXHOST + 16];
 	char			*queue_dir;
 	time_t			 queue_lifetime;	/* seconds */
+	time_t			 delay_warning;		/* 0: none sent */
 	time_t			 retry_min;		/* backoff bounds */
 	time_t			 retry_max;
 	time_t			 relay_timeout;	/* for each reply */
@@ -537,6 +538,7 @@ struct qmsg {
 	time_t			 next;		/* next attempt */
 	int			 attempts;
 	char			 error[256];	/* last temporary error */
+	time_t			 warned;	/* delay warning sent; 0: not */
 	struct rcpt		*rcpts;
 	int			 nrcpts;
 };
@@ -611,9 +613,15 @@ int	 envelope_update(int dirfd, const struct qmsg *);
 
 /* --- bounce.c --- */
 
-/* Write a DSN for the RCPT_FAILED recipients of a message to fd. */
+enum dsn_kind {
+	DSN_FAILED,		/* the relay refused: RCPT_FAILED recipients */
+	DSN_EXPIRED,		/* "queue lifetime" over: RCPT_FAILED ones */
+	DSN_DELAYED		/* "queue delay-warning": RCPT_PENDING ones */
+};
+
+/* Write a DSN of that kind about a message to fd, as message id. */
 int	 bounce_write(int fd, struct smsubmit_conf *, struct qmsg *,
-	    const char *id, int msgfd, int expired);
+	    const char *id, int msgfd, enum dsn_kind);
 
 /* --- control.c: smsubmit -q, -Q, -s, and their server in [queue] --- */
 

@@ -33,6 +33,7 @@ check_msg(const struct qmsg *m)
 	CHECK(memchr(m->error, '\0', sizeof(m->error)) != NULL);
 	CHECK((m->flags & ~(ENV_8BITMIME | ENV_SMTPUTF8)) == 0);
 	CHECK(m->created >= 0 && m->next >= 0 && m->attempts >= 0);
+	CHECK(m->warned >= 0);
 	for (i = 0; i < m->nrcpts; i++) {
 		CHECK(m->rcpts[i].addr != NULL);
 		CHECK(addr_mailbox_valid(m->rcpts[i].addr,
@@ -52,6 +53,7 @@ check_same(const struct qmsg *a, const struct qmsg *b)
 
 	CHECK(strcmp(a->id, b->id) == 0);
 	CHECK(a->created == b->created && a->next == b->next);
+	CHECK(a->warned == b->warned);
 	CHECK(a->attempts == b->attempts && a->flags == b->flags);
 	CHECK(strcmp(a->from, b->from) == 0);
 	CHECK(strcmp(a->user, b->user) == 0);

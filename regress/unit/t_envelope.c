@@ -189,6 +189,7 @@ random_qmsg(struct qmsg *m)
 		m->id[i] = "0123456789abcdef"[below(16)];
 	m->created = random_time();
 	m->next = random_time();
+	m->warned = below(3) == 0 ? 0 : 1 + (rnd() >> 2);
 	m->attempts = below(2) ? INT_MAX : (int)below(100);
 	m->flags = below(4);
 	random_addr(m->from, ADDR_NULL_OK | ADDR_UTF8);
@@ -217,6 +218,8 @@ differs(const struct qmsg *a, const struct qmsg *b)
 		return "created";
 	if (a->next != b->next)
 		return "next";
+	if (a->warned != b->warned)
+		return "warned";
 	if (a->attempts != b->attempts)
 		return "attempts";
 	if (a->flags != b->flags)
@@ -441,6 +444,37 @@ version1(void)
 	envelope_clear(&m);
 }
 
+/* The delay warning's record: kept, optional, never 0 when written. */
+static void
+warned(void)
+{
+	struct qmsg	 m, back;
+	char		*text = NULL;
+	int		 r;
+
+	base(&m);
+	r = round_trip(&m, &back, &text);
+	ok(r == 0 && back.warned == 0 && strstr(text, "warned") == NULL,
+	    "an envelope nobody was warned about has no \"warned\" line");
+	free(text);
+	envelope_clear(&back);
+	m.warned = 1700003600;
+	r = round_trip(&m, &back, &text);
+	ok(r == 0 && back.warned == 1700003600 &&
+	    strstr(text, "\nwarned 1700003600\n") != NULL,
+	    "the time of the delay warning survives");
+	free(text);
+	envelope_clear(&m);
+	envelope_clear(&back);
+	ok(parses(V2_HEAD "rcpt pending x@y.z\n") &&
+	    parses(V2_HEAD "warned 5\nrcpt pending x@y.z\n"),
+	    "an envelope with or without \"warned\" parses");
+	ok(!parses(V2_HEAD "warned 0\nrcpt pending x@y.z\n") &&
+	    !parses(V2_HEAD "warned -1\nrcpt pending x@y.z\n") &&
+	    !parses(V2_HEAD "warned soon\nrcpt pending x@y.z\n"),
+	    "a \"warned\" that is not a time is refused");
+}
+
 static void
 too_big(void)
 {
@@ -491,6 +525,7 @@ main(void)
 	addr_survives("%41=b@[192.0.2.1]");
 	refusals();
 	version1();
+	warned();
 	too_big();
 	property_round_trip();
 	return tap_done();
