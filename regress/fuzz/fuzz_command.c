@@ -362,6 +362,7 @@ session_checks(const uint8_t *data, size_t size)
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		abort();
 	s->env = &lenv;
+	s->conf = &conf;		/* as the listener sets it at accept */
 	s->lc = TAILQ_FIRST(&conf.listeners);
 	s->fd = -1;
 	s->msgfd = -1;
