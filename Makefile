@@ -44,6 +44,9 @@ SMTPD	 = smtpd/smsubmit.o smtpd/proc.o smtpd/parse.o smtpd/listener.o \
 	   smtpd/crypto.o smtpd/sandbox.o smtpd/check.o smtpd/keypair.o \
 	   smtpd/userlimit.o smtpd/stats.o
 UNIT	 = $(patsubst %.c,%,$(wildcard regress/unit/t_*.c))
+# load generator and discarding relay host of `make bench` (before the
+# rules that name them: make expands prerequisites as it reads them)
+BENCHBIN = regress/bench/smtpload regress/bench/sink
 
 all: smtpd/smsubmit
 
@@ -89,9 +92,6 @@ regress/shim/enospc.so: regress/shim/enospc.c
 
 regress: all unit smtpd/smsubmit-regress regress/shim/enospc.so $(BENCHBIN)
 	python3 regress/run.py
-
-# load generator and discarding relay host of `make bench`
-BENCHBIN = regress/bench/smtpload regress/bench/sink
 
 regress/bench/smtpload: regress/bench/smtpload.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS) -pthread
