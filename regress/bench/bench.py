@@ -90,14 +90,14 @@ def log(msg):
 
 def tree(root):
     """root and every descendant still alive."""
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
+    out, unseen = [], [root]
+    while unseen:
+        pid = unseen.pop()
         out.append(pid)
         try:
             for t in os.listdir("/proc/%d/task" % pid):
                 with open("/proc/%d/task/%s/children" % (pid, t)) as f:
-                    todo.extend(int(x) for x in f.read().split())
+                    unseen.extend(int(x) for x in f.read().split())
         except OSError:
             pass
     return out
