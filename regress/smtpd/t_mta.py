@@ -14,29 +14,12 @@ import subprocess
 import tempfile
 import time
 
+import postfix
 from harness import (Skip, Smsubmit, free_port, message, need_root, timeout,
                      unique)
 
-POSTFIX_SERVICES = """\
-{listen} inet n - n - - smtpd
-cleanup unix n - n - 0 cleanup
-qmgr unix n - n 300 1 qmgr
-rewrite unix - - n - - trivial-rewrite
-bounce unix - - n - 0 bounce
-defer unix - - n - 0 bounce
-trace unix - - n - 0 bounce
-verify unix - - n - 1 verify
-flush unix n - n 1000? 0 flush
-proxymap unix - - n - - proxymap
-showq unix n - n - - showq
-error unix - - n - - error
-retry unix - - n - - error
-discard unix - - n - - discard
-virtual unix - n n - - virtual
-anvil unix - - n - 1 anvil
-scache unix - - n - 1 scache
-postlog unix-dgram n - n - 1 postlogd
-"""
+# the listener smsubmit relays to, then Postfix's internal services
+POSTFIX_SERVICES = "{listen} inet n - n - - smtpd\n" + postfix.SERVICES
 
 
 def run(argv, **kw):
