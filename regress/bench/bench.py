@@ -15,7 +15,9 @@ Figures: messages/s and MB/s accepted during the load; e2e msg/s (messages
 relayed / (load + drain)); p50/p99 of the latency of the final 250 (from
 the end-of-data dot to the reply); server CPU per message (utime + stime of
 every process of the server, reaped children included, read from /proc
-before the load and after the drain); drain time (from the end of the load
+before the load and after the drain); the load generator's own CPU per
+message and the share of the machine's CPU time left idle during the load
+(near 0: the two cores are the bound, not either program); drain time (from the end of the load
 until the sink has every accepted message); memory per idle session (the
 growth of the server's summed RSS, and PSS, divided by the sessions).
 
@@ -75,6 +77,8 @@ FIGURES = [
     ("p50_ms", "%.2f", "lower"),
     ("p99_ms", "%.2f", "lower"),
     ("cpu_ms/msg", "%.3f", "lower"),
+    ("load_cpu_ms/msg", "%.3f", "lower"),
+    ("machine_idle_%", "%.1f", "higher"),
     ("drain_s", "%.2f", "lower"),
 ]
 IDLE_FIGURES = [
@@ -356,6 +360,13 @@ def smtpload(server, *args):
     return dict(kv.split("=") for kv in p.stdout.decode().split())
 
 
+def machine_ticks():
+    """(idle, total) jiffies of every CPU of the machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[3] + v[4], sum(v[:8])
+
+
 def wait_sink(sink, target):
     """Seconds until the sink has target messages (None if it never did)."""
     t0 = time.monotonic()
@@ -369,8 +380,13 @@ def wait_sink(sink, target):
 def scenario(server, sink, clients, per, size, seconds):
     base = sink.messages()
     cpu0 = cpu_seconds(server.root())
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    idle0, total0 = machine_ticks()
     r = smtpload(server, "-c", clients, "-m", per, "-s", size,
                  "-t", seconds)
+    idle1, total1 = machine_ticks()
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
     msgs = int(r["messages"])
     drain = wait_sink(sink, base + msgs)
     cpu = cpu_seconds(server.root()) - cpu0
@@ -382,6 +398,8 @@ def scenario(server, sink, clients, per, size, seconds):
         "p50_ms": float(r["p50_ms"]),
         "p99_ms": float(r["p99_ms"]),
         "cpu_ms/msg": cpu * 1000 / msgs if msgs else float("nan"),
+        "load_cpu_ms/msg": load * 1000 / msgs if msgs else float("nan"),
+        "machine_idle_%": 100.0 * (idle1 - idle0) / max(1, total1 - total0),
         "drain_s": drain if drain is not None else float("inf"),
         "errors": int(r["errors"]),
         "messages": msgs,

@@ -10,6 +10,7 @@ from harness import REPO, Skip, timeout
 BENCH = os.path.join(REPO, "regress", "bench")
 ROWS = ("c1", "s32", "p8", "big8")
 FIGURES = ("msg/s", "MB/s", "e2e_msg/s", "p50_ms", "p99_ms", "cpu_ms/msg",
+           "load_cpu_ms/msg", "machine_idle_%",
            "drain_s")
 IDLE = 50
 
