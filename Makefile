@@ -42,7 +42,8 @@ SMTPD	 = smtpd/smsubmit.o smtpd/proc.o smtpd/parse.o smtpd/listener.o \
 	   smtpd/session.o smtpd/signer.o smtpd/auth.o smtpd/queue.o \
 	   smtpd/relay.o smtpd/envelope.o smtpd/bounce.o smtpd/control.o \
 	   smtpd/crypto.o smtpd/sandbox.o smtpd/check.o smtpd/keypair.o \
-	   smtpd/userlimit.o smtpd/stats.o smtpd/spare.o
+	   smtpd/userlimit.o smtpd/stats.o smtpd/spare.o \
+	   smtpd/scheduler.o
 UNIT	 = $(patsubst %.c,%,$(wildcard regress/unit/t_*.c))
 # load generator and discarding relay host of `make bench` (before the
 # rules that name them: make expands prerequisites as it reads them)
@@ -76,7 +77,7 @@ $(SMTPD) $(COMMON) smtpd/session-regress.o: common/*.h smtpd/smsubmit.h \
 	    $(BUILD)
 
 # the daemon's files that stand alone: the grammar, the envelope format
-UNIT_OBJ = smtpd/parse.o smtpd/envelope.o
+UNIT_OBJ = smtpd/parse.o smtpd/envelope.o smtpd/scheduler.o
 
 regress/unit/%: regress/unit/%.c regress/unit/tap.h $(COMMON) $(UNIT_OBJ) \
 	    $(BUILD)

@@ -541,6 +541,8 @@ struct qmsg {
 	time_t			 warned;	/* delay warning sent; 0: not */
 	struct rcpt		*rcpts;
 	int			 nrcpts;
+	size_t			 sched;		/* scheduler.c: place + 1, or 0 */
+	uint64_t		 serial;	/* scheduler.c: order put in */
 };
 
 void	 queue_main(struct smsubmit_conf *, struct proc_peers *)
@@ -606,6 +608,22 @@ int	 envelope_write(int fd, const struct qmsg *);
 /* Parse an envelope file's text (changed in place); 0 if valid.  On
    failure the recipients read so far are still to be freed. */
 int	 envelope_parse(struct qmsg *, char *);
+
+/* --- scheduler.c --- */
+
+/* m waits for its next attempt, at m->next: not with the relay */
+void	 scheduler_add(struct qmsg *);
+/* m no longer waits (removed, or m->next is to change); no-op if not */
+void	 scheduler_remove(struct qmsg *);
+/* The earliest message due by now, taken out; NULL if none is. */
+struct qmsg *scheduler_due(time_t now);
+/* When the earliest waiting message is due; 0 if none waits. */
+time_t	 scheduler_wake(void);
+/* Every waiting message due now, in the order they were put in. */
+void	 scheduler_all_now(void);
+size_t	 scheduler_count(void);
+/* The delay before attempt number attempts + 1, with jitter. */
+time_t	 scheduler_backoff(const struct smsubmit_conf *, int attempts);
 
 /* --- spare.c --- */
 
