@@ -1029,6 +1029,7 @@ static void
 parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
 	char	 relay[sizeof(env.conf->relay_name)];
+	int	 conns = env.conf->relay_connections;
 
 	if (msg == NULL)
 		fatalx("parent went away");
@@ -1038,7 +1039,11 @@ parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 	if (proc_reconf(msg, env.conf) == -1)
 		return;
 	bounds_raise();
-	relay_reconf();
+	if (conns != env.conf->relay_connections) {
+		log_info("relay connections %d from now on",
+		    env.conf->relay_connections);
+		relay_reconf();
+	}
 	/* a new relay host is worth a try now, not after the old's backoff */
 	if (strcmp(relay, env.conf->relay_name) != 0) {
 		log_info("relay to %s from now on", env.conf->relay_name);

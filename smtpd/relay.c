@@ -773,7 +773,8 @@ relay_deliver(struct qmsg *m)
 			attach(c, m);	/* its reply starts the message */
 			return;
 		}
-	if (conns_open() >= pool.conf->relay_connections)
+	/* one still closing counts: the relay host may not know yet */
+	if (pool.nconns >= pool.conf->relay_connections)
 		TAILQ_FOREACH(c, &pool.conns, entry)
 			if (c->state == R_QUIT && c->m == NULL) {
 				attach(c, m);
