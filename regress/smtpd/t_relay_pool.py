@@ -40,7 +40,7 @@ class Hold:
             self.held += 1
             self.most = max(self.most, self.held)
         try:
-            self.gate.wait(WAIT)
+            self.gate.wait(2 * WAIT)  # longer than a test waits
         finally:
             with self.lock:
                 self.held -= 1
