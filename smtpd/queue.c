@@ -864,6 +864,9 @@ attempt_over(struct qmsg *m)
 static void
 relay_done(struct qmsg *m)
 {
+	if (!m->inflight)
+		fatalx("relay: a result for message %s it was not given",
+		    m->id);
 	attempt_over(m);
 	schedule();
 }

@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 
+import harness
 from harness import Smsubmit, message, strip_received, timeout, unique, \
     wait_for
 from scripted import substitute
@@ -304,3 +305,28 @@ def t_relay_connection_reused():
         mails = [c for c in up.commands if c.upper().startswith("MAIL")]
         assert len(ehlo) == 1 and not rset and len(mails) == 2, \
             up.transcript()
+
+
+def t_queue_control_shows_every_message_in_flight():
+    """`smsubmit -q` with two messages on two connections, their final
+    replies held: both are "now (delivering)"; the third, waiting for a
+    connection, is due and is not."""
+    with daemon(**{"relay connections": "2"}) as d:
+        hold = Hold()
+        up = substitute(d, always={"DOT": hold})
+        try:
+            qids = [d.submit(message(unique("q%d" % i))) for i in range(2)]
+            hold.wait_held(2, up)
+            third = d.submit(message(unique("q2")))
+            p = harness.run([harness.SMSUBMIT, "-q", "-f", d.conf_path],
+                            timeout=20, check=False)
+            out = p.stdout.decode(errors="replace")
+            assert p.returncode == 0, p.stderr
+            heads = dict((l.split()[0], l) for l in out.splitlines()
+                         if re.match(r"[0-9a-f]{16} ", l))
+            for qid in qids:
+                assert heads[qid].endswith(" next=now (delivering)"), out
+            assert heads[third].endswith(" next=in 0s"), out
+        finally:
+            hold.release()
+        drained(d, up)
