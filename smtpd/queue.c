@@ -892,18 +892,21 @@ queue_show(struct buf *out)
 	/* what outside parties said is shown escaped, as in the log */
 	char		 e1[LOG_ESCAPE_MAX(ADDR_MAX)];
 	char		 e2[LOG_ESCAPE_MAX(256)];
+	char		 next[32];
 	int		 i, n = 0;
 
 	TAILQ_FOREACH(m, &env.queue, entry) {
 		n++;
+		if (m->inflight)
+			strlcpy(next, "now (delivering)", sizeof(next));
+		else
+			snprintf(next, sizeof(next), "in %llds",
+			    (long long)(m->next > now ? m->next - now : 0));
 		buf_printf(out, "%s age=%llds from=<%s> user=%s attempts=%d "
-		    "next=%s%lld%s\n", m->id, (long long)(now - m->created),
+		    "next=%s\n", m->id, (long long)(now - m->created),
 		    log_escape(e1, sizeof(e1), m->from),
 		    m->user[0] ? log_escape(e2, sizeof(e2), m->user) : "-",
-		    m->attempts,
-		    m->inflight ? "now (delivering)" : "in ",
-		    m->inflight ? 0LL : (long long)(m->next > now ?
-		    m->next - now : 0), m->inflight ? "" : "s");
+		    m->attempts, next);
 		for (i = 0; i < m->nrcpts; i++)
 			buf_printf(out, "    %-8s <%s>%s%s\n",
 			    envelope_rcpt_state_name(m->rcpts[i].state),
