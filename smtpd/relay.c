@@ -50,6 +50,8 @@
 #define RELAY_IDLE	10	/* seconds an unused connection stays */
 #define RELAY_LINE_MAX	4096
 #define BODY_CHUNK	65536
+#define BODY_QUEUED	(4 * BODY_CHUNK) /* queued for the socket at most */
+#define BODY_ROUNDS	4	/* of BODY_QUEUED written at once, at most */
 #define DOWN_MIN	2	/* seconds before a failed relay is retried */
 #define DOWN_MAX	300
 
@@ -158,6 +160,22 @@ relay_send(struct relay_conn *c, const char *fmt, ...)
 	log_debug("relay > %s", log_escape(esc, sizeof(esc), line));
 	memcpy(line + n, "\r\n", 2);
 	bufferevent_write(c->bev, line, n + 2);
+}
+
+/*
+ * Write what is queued now rather than when the event loop next comes
+ * round: a turn of the queue's loop can be long (commits wait for the
+ * disk), and a message waits several turns on its connection.  What
+ * the socket does not take now libevent writes when it can, and its
+ * errors come as events.
+ */
+static void
+conn_flush(struct relay_conn *c)
+{
+	struct evbuffer	*out = bufferevent_get_output(c->bev);
+
+	if (evbuffer_get_length(out) > 0)
+		(void)evbuffer_write(out, bufferevent_getfd(c->bev));
 }
 
 /*
@@ -347,6 +365,7 @@ quit(struct relay_conn *c)
 	evtimer_del(c->idle);
 	relay_send(c, "QUIT");
 	c->state = R_QUIT;
+	conn_flush(c);
 }
 
 /*
@@ -411,6 +430,7 @@ start_mail(struct relay_conn *c)
 		relay_send(c, "DATA");
 	}
 	c->state = R_MAIL;
+	conn_flush(c);
 	return 0;
 }
 
@@ -471,30 +491,50 @@ refuse_accepted(struct relay_conn *c, int permanent)
 	}
 }
 
+/*
+ * Queue the body for the socket, up to BODY_QUEUED octets at a time,
+ * and the final dot after it; write it at once while the socket takes
+ * it all, up to BODY_ROUNDS times, so that a small message goes in one
+ * turn of the loop and a large one does not hold the loop.  What is
+ * left queued is written by libevent, and conn_write() comes back for
+ * more once it has gone.
+ */
 static int
 send_body(struct relay_conn *c)
 {
+	struct evbuffer	*queued = bufferevent_get_output(c->bev);
 	struct buf	 out;
 	char		 chunk[BODY_CHUNK];
 	ssize_t		 n;
+	int		 rounds;
 
-	if ((n = read(c->fd, chunk, sizeof(chunk))) == -1) {
-		log_warn("message %s: read", c->m->id);
-		return fail_conn(c, "cannot read message file");
+	for (rounds = 0; ; rounds++) {
+		while (c->state == R_BODY &&
+		    evbuffer_get_length(queued) < BODY_QUEUED) {
+			if ((n = read(c->fd, chunk, sizeof(chunk))) == -1) {
+				log_warn("message %s: read", c->m->id);
+				return fail_conn(c, "cannot read message file");
+			}
+			if (n == 0) {
+				if (!c->bol)
+					bufferevent_write(c->bev, "\r\n", 2);
+				bufferevent_write(c->bev, ".\r\n", 3);
+				c->state = R_DOT;
+				break;
+			}
+			buf_init(&out, 2 * BODY_CHUNK + 8);
+			if (body_stuff(&c->bol, chunk, n, &out) == -1)
+				fatalx("body_stuff");
+			bufferevent_write(c->bev, buf_head(&out),
+			    buf_used(&out));
+			buf_free(&out);
+		}
+		if (c->state == R_BODY && rounds == BODY_ROUNDS)
+			return 0;
+		conn_flush(c);
+		if (c->state != R_BODY || evbuffer_get_length(queued) > 0)
+			return 0;
 	}
-	if (n > 0) {
-		buf_init(&out, 2 * BODY_CHUNK + 8);
-		if (body_stuff(&c->bol, chunk, n, &out) == -1)
-			fatalx("body_stuff");
-		bufferevent_write(c->bev, buf_head(&out), buf_used(&out));
-		buf_free(&out);
-	} else {
-		if (!c->bol)
-			bufferevent_write(c->bev, "\r\n", 2);
-		bufferevent_write(c->bev, ".\r\n", 3);
-		c->state = R_DOT;
-	}
-	return 0;
 }
 
 static void
@@ -670,8 +710,11 @@ conn_read(struct bufferevent *bev, void *arg)
 		if (last && (reply(c, code) == -1 || c->bev != bev))
 			return;
 	}
-	if (evbuffer_get_length(in) > RELAY_LINE_MAX)
+	if (evbuffer_get_length(in) > RELAY_LINE_MAX) {
 		fail_conn(c, "reply line too long");
+		return;
+	}
+	conn_flush(c);
 }
 
 static void
