@@ -330,3 +330,22 @@ def t_queue_control_shows_every_message_in_flight():
         finally:
             hold.release()
         drained(d, up)
+
+
+def t_relay_idle_connection_closed():
+    """A connection left without a message says QUIT (after 10s), and the
+    next message opens a new one."""
+    with daemon() as d:
+        up = substitute(d)
+        d.submit(message(unique("idle0")))
+        drained(d, up)
+        wait_for(lambda: (0, "closed") in [(c, w) for c, _, w in up.events],
+                 30, lambda: "the idle connection stayed\n%s" %
+                 up.transcript())
+        ev = [w for c, _, w in up.events if c == 0]
+        assert ev[-3:] == ["< QUIT", "action 221 2.0.0 Bye", "closed"], \
+            up.transcript()
+        tag = unique("idle1")
+        d.submit(message(tag))
+        d.wait_message(tag, WAIT)
+        assert up.connections == 2, up.transcript()
