@@ -121,7 +121,8 @@ typedef struct {
 %}
 
 %token	AFTER BAN CHECKHEADERFROM DELAY DELAYWARNING FOR SENDERS WITHIN
-%token	AUTH CERTIFICATE CIPHERS COMMAND DATA HANDSHAKE HOSTNAME KEY LIFETIME
+%token	AUTH CERTIFICATE CIPHERS COMMAND CONNECTIONS DATA HANDSHAKE HOSTNAME
+%token	KEY LIFETIME
 %token	LIMIT MESSAGES PER
 %token	LISTEN MAXFAILURES MECHANISMS MESSAGESIZE ON PORT PROTOCOLS QUEUE
 %token	RECIPIENTS RELAY RETRY SASLCONFIG SESSIONS SESSIONSPERADDR
@@ -364,6 +365,14 @@ relay		: RELAY TO string relayport {
 		| RELAY TIMEOUT duration {
 			in.conf->relay_timeout = $3;
 		}
+		| RELAY CONNECTIONS string {
+			long long	n;
+
+			if (get_number($3, 1, RELAY_CONNECTIONS_MAX,
+			    "relay connections", &n) == -1)
+				YYERROR;
+			in.conf->relay_connections = n;
+		}
 		;
 
 relayport	: /* empty */		{ $$ = 25; }
@@ -504,6 +513,7 @@ static const struct keyword {
 	{ "check-header-from",		CHECKHEADERFROM },
 	{ "ciphers",			CIPHERS },
 	{ "command",			COMMAND },
+	{ "connections",		CONNECTIONS },
 	{ "data",			DATA },
 	{ "delay",			DELAY },
 	{ "delay-warning",		DELAYWARNING },
@@ -1486,6 +1496,7 @@ conf_defaults(struct smsubmit_conf *conf)
 	conf->retry_min = 60;
 	conf->retry_max = 60 * 60;
 	conf->relay_timeout = 300;
+	conf->relay_connections = 4;
 	if ((conf->tls_protocols = strdup("secure")) == NULL ||
 	    (conf->tls_ciphers = strdup(TLS_CIPHERS_DEFAULT)) == NULL ||
 	    (conf->sasl_config = strdup("/etc/smsubmit")) == NULL ||

@@ -318,6 +318,7 @@ proc_reconf(struct ipc_msg *msg, struct smsubmit_conf *conf)
 	conf->retry_min = c.retry_min;
 	conf->retry_max = c.retry_max;
 	conf->relay_timeout = c.relay_timeout;
+	conf->relay_connections = c.relay_connections;
 	conf->max_message_size = c.max_message_size;
 	conf->max_recipients = c.max_recipients;
 	conf->max_sessions = c.max_sessions;

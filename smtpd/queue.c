@@ -130,11 +130,9 @@ static struct {
 	struct event		*batch_ev;
 	struct event		*settle_ev;	/* queue/'s sync after removals */
 	TAILQ_HEAD(, qmsg)	 queue;
-	struct qmsg		*busy;		/* with the relay */
+	int			 inflight;	/* messages with the relay */
 	int			 dirfd;		/* queue/ */
 	struct queue_stats	 stats;		/* for smsubmit -s */
-	struct timespec		 busy_since;	/* when the relay took busy */
-	int			 timed;		/* the relay has it */
 } env;
 
 static void	schedule(void);
@@ -1014,24 +1012,29 @@ delay_warning(struct qmsg *m, time_t now)
 	    log_escape(esc, sizeof(esc), m->from));
 }
 
-void
-queue_relay_done(struct qmsg *m)
+/*
+ * An attempt at m is over, or m had only a bounce to make: remove it
+ * when nothing is left to do, else set its next attempt.  1 if m is
+ * gone.
+ */
+static int
+attempt_over(struct qmsg *m)
 {
 	time_t	 now = time(NULL);
 	char	 esc[LOG_ESCAPE_MAX(sizeof(m->error))];
 	int	 i, pending = 0, done = 0, failed = 0, expired = 0;
 	struct timespec	 ts;
 
-	env.busy = NULL;
 	for (i = 0; i < m->nrcpts; i++)
 		if (m->rcpts[i].state == RCPT_PENDING)
 			pending++;
-	if (env.timed) {
-		env.timed = 0;
+	if (m->inflight) {
+		m->inflight = 0;
+		env.inflight--;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		env.stats.relay_attempts++;
-		env.stats.relay_usec += (ts.tv_sec - env.busy_since.tv_sec) *
-		    1000000LL + (ts.tv_nsec - env.busy_since.tv_nsec) / 1000;
+		env.stats.relay_usec += (ts.tv_sec - m->relay_start.tv_sec) *
+		    1000000LL + (ts.tv_nsec - m->relay_start.tv_nsec) / 1000;
 		if (pending > 0)
 			env.stats.relay_failures++;
 	}
@@ -1062,6 +1065,7 @@ queue_relay_done(struct qmsg *m)
 		log_info("message %s: delivered to %d of %d recipients, "
 		    "removed", m->id, done, m->nrcpts);
 		message_remove(m);
+		return 1;
 	} else {
 		if (has_pending(m))
 			delay_warning(m, now);
@@ -1072,18 +1076,31 @@ queue_relay_done(struct qmsg *m)
 		    m->error), (long long)(m->next - now));
 		envelope_update(m);
 	}
+	return 0;
+}
+
+/* The relay's event: an attempt at m is over. */
+static void
+relay_done(struct qmsg *m)
+{
+	if (!m->inflight)
+		fatalx("relay: a result for message %s it was not given",
+		    m->id);
+	attempt_over(m);
 	schedule();
 }
 
-void
-queue_relay_back(void)
+/* The relay's event: it works again after a failure. */
+static void
+relay_back(void)
 {
 	struct qmsg	*m;
 
-	/* the relay works again: the backlog need not wait its turn */
+	/* the backlog need not wait its turn */
 	TAILQ_FOREACH(m, &env.queue, entry)
 		m->next = 0;
 	log_info("relay %s is back, draining the queue", env.conf->relay_name);
+	schedule();
 }
 
 void
@@ -1094,18 +1111,21 @@ queue_show(struct buf *out)
 	/* what outside parties said is shown escaped, as in the log */
 	char		 e1[LOG_ESCAPE_MAX(ADDR_MAX)];
 	char		 e2[LOG_ESCAPE_MAX(256)];
+	char		 next[32];
 	int		 i, n = 0;
 
 	TAILQ_FOREACH(m, &env.queue, entry) {
 		n++;
+		if (m->inflight)
+			strlcpy(next, "now (delivering)", sizeof(next));
+		else
+			snprintf(next, sizeof(next), "in %llds",
+			    (long long)(m->next > now ? m->next - now : 0));
 		buf_printf(out, "%s age=%llds from=<%s> user=%s attempts=%d "
-		    "next=%s%lld%s\n", m->id, (long long)(now - m->created),
+		    "next=%s\n", m->id, (long long)(now - m->created),
 		    log_escape(e1, sizeof(e1), m->from),
 		    m->user[0] ? log_escape(e2, sizeof(e2), m->user) : "-",
-		    m->attempts,
-		    m == env.busy ? "now (delivering)" : "in ",
-		    m == env.busy ? 0LL : (long long)(m->next > now ?
-		    m->next - now : 0), m == env.busy ? "" : "s");
+		    m->attempts, next);
 		for (i = 0; i < m->nrcpts; i++)
 			buf_printf(out, "    %-8s <%s>%s%s\n",
 			    envelope_rcpt_state_name(m->rcpts[i].state),
@@ -1169,41 +1189,59 @@ timer_cb(int fd, short ev, void *arg)
 	schedule();
 }
 
-/* Hand the next due message to the relay, or sleep until one is due. */
+/*
+ * Hand due messages to the relay while it has room, or sleep until one
+ * is due.  A relay with no room reports an attempt's end, which runs
+ * this again.
+ */
 static void
 schedule(void)
 {
-	struct qmsg	*m, *due = NULL;
+	struct qmsg	*m, *next;
 	struct timeval	 tv;
-	time_t		 now = time(NULL), wake = 0, r;
+	time_t		 now, wake, r;
+	int		 slots, waiting, again, rescans = 0;
 
-	if (env.busy != NULL || !relay_ready())
-		return;
-	TAILQ_FOREACH(m, &env.queue, entry) {
-		if (m->next <= now) {
-			due = m;
-			break;
+ scan:
+	now = time(NULL);
+	wake = 0;
+	waiting = again = 0;
+	slots = relay_free_slots();
+	for (m = TAILQ_FIRST(&env.queue); m != NULL; m = next) {
+		next = TAILQ_NEXT(m, entry);
+		if (m->inflight)
+			continue;
+		if (m->next > now) {
+			if (wake == 0 || m->next < wake)
+				wake = m->next;
+			continue;
 		}
-		if (wake == 0 || m->next < wake)
-			wake = m->next;
-	}
-	if (due != NULL && (r = relay_retry_at()) > now) {
-		wake = r;
-		due = NULL;
-	}
-	if (due != NULL) {
-		env.busy = due;
+		if (!has_pending(m)) {
+			/* only a bounce to make, which joins the queue */
+			if (!attempt_over(m) && (wake == 0 || m->next < wake))
+				wake = m->next;
+			again = 1;
+			continue;
+		}
+		if (slots == 0) {
+			waiting = 1;
+			continue;
+		}
+		slots--;
 		/* later arrivals go behind those waiting */
-		TAILQ_REMOVE(&env.queue, due, entry);
-		TAILQ_INSERT_TAIL(&env.queue, due, entry);
-		if (has_pending(due)) {
-			clock_gettime(CLOCK_MONOTONIC, &env.busy_since);
-			env.timed = 1;
-			relay_deliver(due);
-		} else
-			queue_relay_done(due);	/* only a bounce to make */
-		return;
+		TAILQ_REMOVE(&env.queue, m, entry);
+		TAILQ_INSERT_TAIL(&env.queue, m, entry);
+		m->inflight = 1;
+		env.inflight++;
+		clock_gettime(CLOCK_MONOTONIC, &m->relay_start);
+		relay_deliver(m);
 	}
+	/* once more for the bounces just made, which are due now */
+	if (again && rescans++ == 0)
+		goto scan;
+	/* a down relay: those due wait for its retry */
+	if (waiting && (r = relay_retry_at()) > now && (wake == 0 || r < wake))
+		wake = r;
 	if (wake == 0)
 		return;
 	tv.tv_sec = wake > now ? wake - now : 0;
@@ -1216,6 +1254,7 @@ static void
 parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 {
 	char	 relay[sizeof(env.conf->relay_name)];
+	int	 conns = env.conf->relay_connections;
 
 	if (msg == NULL)
 		fatalx("parent went away");
@@ -1225,6 +1264,11 @@ parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 	if (proc_reconf(msg, env.conf) == -1)
 		return;
 	bounds_raise();
+	if (conns != env.conf->relay_connections) {
+		log_info("relay connections %d from now on",
+		    env.conf->relay_connections);
+		relay_reconf();
+	}
 	/* a new relay host is worth a try now, not after the old's backoff */
 	if (strcmp(relay, env.conf->relay_name) != 0) {
 		log_info("relay to %s from now on", env.conf->relay_name);
@@ -1286,7 +1330,7 @@ queue_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 	if (env.timer == NULL || sterm == NULL ||
 	    evsignal_add(sterm, NULL) == -1)
 		fatalx("evsignal");
-	relay_init(env.base, conf);
+	relay_init(env.base, conf, relay_done, relay_back);
 	userlimit_init(env.base, conf);
 	control_listen(env.base, env.listener);
 	schedule();

@@ -1,9 +1,30 @@
 /*
- * relay.c: the SMTP client of the queue process.  It keeps one
- * connection to the relay host (the local MTA), delivers one message at
- * a time over it and reuses it for the next.  Every reply decides the
- * fate of a recipient: 2xx done, 5xx failed for good, 4xx or any trouble
- * with the connection leaves it pending for a later attempt.
+ * relay.c: the SMTP client of the queue process and its pool of
+ * connections to the relay host (the local MTA).
+ *
+ * Up to "relay connections" connections are open at a time.  Each
+ * carries one message at a time and is reused for the next; one that
+ * is not used for RELAY_IDLE seconds says QUIT.  A large message keeps
+ * one connection busy and no other: small ones go on the rest.  A
+ * connection is opened only when a message needs one, and a reload that
+ * lowers the number closes the extra idle ones.
+ *
+ * Where the relay host's EHLO advertises PIPELINING (RFC 2920), MAIL,
+ * every RCPT and DATA go in one write and the replies are read in
+ * order; otherwise each command waits for the reply to the one before.
+ * Either way every reply decides the fate of a recipient: 2xx done, 5xx
+ * failed for good, 4xx or any trouble with the connection leaves it
+ * pending for a later attempt.
+ *
+ * The queue hears of results as events, not as calls from in here: a
+ * finished message joins the list "finished", which an event of its own
+ * drains, so the queue's handlers never run inside relay_deliver() or
+ * inside this file's I/O callbacks, and may hand over the next message
+ * at once.
+ *
+ * A relay host that cannot be reached (or refuses the greeting or EHLO)
+ * is down: no message is taken until retry_at, then one connection
+ * probes it, and once one says EHLO again the queue hears it is back.
  */
 #include <sys/types.h>
 #include <sys/stat.h>
@@ -29,39 +50,68 @@
 #define RELAY_IDLE	10	/* seconds an unused connection stays */
 #define RELAY_LINE_MAX	4096
 #define BODY_CHUNK	65536
+#define BODY_QUEUED	(4 * BODY_CHUNK) /* queued for the socket at most */
+#define BODY_ROUNDS	4	/* of BODY_QUEUED written at once, at most */
 #define DOWN_MIN	2	/* seconds before a failed relay is retried */
 #define DOWN_MAX	300
 
 #define EXT_8BITMIME	0x01
 #define EXT_SMTPUTF8	0x02
 #define EXT_SIZE	0x04
+#define EXT_PIPELINING	0x08
 
 enum relay_state {
-	R_NONE, R_CONNECTING, R_GREETING, R_EHLO, R_IDLE, R_MAIL, R_RCPT,
+	R_CONNECTING, R_GREETING, R_EHLO, R_IDLE, R_MAIL, R_RCPT,
 	R_DATA, R_BODY, R_DOT, R_RSET, R_QUIT
 };
 
-static struct {
-	struct event_base	*base;
-	struct smsubmit_conf	*conf;
+struct relay_conn {
+	TAILQ_ENTRY(relay_conn)	 entry;
 	struct bufferevent	*bev;
 	struct event		*idle;
 	enum relay_state	 state;
 	int			 ext;
-	struct qmsg		*m;
-	int			 rcpt;		/* the RCPT in flight */
+	unsigned int		 epoch;		/* pool.epoch when it connected */
+	unsigned int		 gen;		/* pool.gen: which host */
+	int			 in_connect;	/* inside ..._socket_connect() */
+	int			 connect_failed;
+	struct qmsg		*m;		/* the message it carries */
+	int			*rcpt;		/* the recipients sent, in order */
+	int			 nrcpt;
+	int			 next;		/* whose RCPT reply comes next */
+	int			 mail_code;	/* the reply to MAIL */
 	int			*accepted;	/* RCPTs the relay took */
 	int			 naccepted;
 	int			 fd;		/* the message file */
 	int			 bol;
+	char			 reply[RELAY_LINE_MAX];
+};
+
+TAILQ_HEAD(relay_conns, relay_conn);
+
+static struct {
+	struct event_base	*base;
+	struct smsubmit_conf	*conf;
+	relay_report_cb		 done;
+	void			(*back)(void);
+	struct relay_conns	 conns;
+	int			 nconns;
+	int			 nbusy;		/* connections with a message */
+	unsigned int		 gen;		/* counts moves of the host */
+	unsigned int		 epoch;		/* counts failures */
 	int			 failures;
 	time_t			 retry_at;
-	char			 reply[RELAY_LINE_MAX];
-} r;
+	struct event		*report;	/* drains finished */
+	struct qmsg		**finished;	/* to report, oldest first */
+	size_t			 nfinished;
+	size_t			 finishedcap;
+	int			 came_back;	/* to report too */
+} pool;
 
-static void	 relay_send(const char *, ...)
-		    __attribute__((format(printf, 1, 2)));
-static void	 connect_relay(void);
+static void	 relay_send(struct relay_conn *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+static int	 conn_connect(struct relay_conn *);
+static int	 conn_ready(struct relay_conn *);
 
 int
 relay_reply_line(const char *line, int *code)
@@ -77,19 +127,25 @@ relay_reply_line(const char *line, int *code)
 }
 
 int
-relay_ready(void)
+relay_free_slots(void)
 {
-	return r.m == NULL;
+	int	 n;
+
+	/* a down relay: nothing until retry_at, then a single probe */
+	if (pool.failures > 0)
+		return time(NULL) >= pool.retry_at && pool.nbusy == 0;
+	n = pool.conf->relay_connections - pool.nbusy;
+	return n > 0 ? n : 0;
 }
 
 time_t
 relay_retry_at(void)
 {
-	return r.state == R_NONE ? r.retry_at : 0;
+	return pool.failures > 0 ? pool.retry_at : 0;
 }
 
 static void
-relay_send(const char *fmt, ...)
+relay_send(struct relay_conn *c, const char *fmt, ...)
 {
 	va_list	 ap;
 	char	 line[RELAY_LINE_MAX], esc[LOG_LINE_MAX];
@@ -103,7 +159,23 @@ relay_send(const char *fmt, ...)
 	/* our words, but with the addresses the client gave */
 	log_debug("relay > %s", log_escape(esc, sizeof(esc), line));
 	memcpy(line + n, "\r\n", 2);
-	bufferevent_write(r.bev, line, n + 2);
+	bufferevent_write(c->bev, line, n + 2);
+}
+
+/*
+ * Write what is queued now rather than when the event loop next comes
+ * round: a turn of the queue's loop can be long (commits wait for the
+ * disk), and a message waits several turns on its connection.  What
+ * the socket does not take now libevent writes when it can, and its
+ * errors come as events.
+ */
+static void
+conn_flush(struct relay_conn *c)
+{
+	struct evbuffer	*out = bufferevent_get_output(c->bev);
+
+	if (evbuffer_get_length(out) > 0)
+		(void)evbuffer_write(out, bufferevent_getfd(c->bev));
 }
 
 /*
@@ -112,455 +184,695 @@ relay_send(const char *fmt, ...)
  * escape it, the DSN cleans it (bounce.c).
  */
 static void
-note_reply(char *dst, size_t len)
+note_reply(struct relay_conn *c, char *dst, size_t len)
 {
-	strlcpy(dst, r.reply, len);
+	strlcpy(dst, c->reply, len);
 }
 
-/* The relay's current reply, escaped for a log line. */
+/* The connection's current reply, escaped for a log line. */
 static const char *
-reply_esc(void)
+reply_esc(struct relay_conn *c)
 {
 	static char	 esc[LOG_LINE_MAX];
 
-	return log_escape(esc, sizeof(esc), r.reply);
+	return log_escape(esc, sizeof(esc), c->reply);
 }
 
-static void
-finish(void)
-{
-	struct qmsg	*m = r.m;
+/* --- the queue's events --- */
 
-	if (r.fd != -1) {
-		close(r.fd);
-		r.fd = -1;
+static void
+report_cb(int fd, short ev, void *arg)
+{
+	struct qmsg	*m;
+	size_t		 n;
+
+	if (pool.came_back) {
+		pool.came_back = 0;
+		pool.back();
 	}
-	r.m = NULL;
-	r.naccepted = 0;
-	free(r.accepted);
-	r.accepted = NULL;
-	if (m != NULL)
-		queue_relay_done(m);
+	/*
+	 * Only those finished before this event ran: a handler that hands
+	 * over a message which ends at once adds to the list, for the next
+	 * run of the event.
+	 */
+	for (n = pool.nfinished; n > 0 && pool.nfinished > 0; n--) {
+		m = pool.finished[0];
+		memmove(pool.finished, pool.finished + 1,
+		    --pool.nfinished * sizeof(*pool.finished));
+		pool.done(m);
+	}
+	if (pool.nfinished > 0)
+		event_active(pool.report, EV_TIMEOUT, 1);
 }
 
 static void
-go_idle(void)
+report(struct qmsg *m)
 {
-	struct timeval	 tv = { RELAY_IDLE, 0 };
+	struct qmsg	**p;
+	size_t		  cap;
 
-	r.state = R_IDLE;
-	evtimer_add(r.idle, &tv);
+	if (pool.nfinished == pool.finishedcap) {
+		cap = pool.finishedcap ? 2 * pool.finishedcap : 16;
+		if ((p = reallocarray(pool.finished, cap,
+		    sizeof(*p))) == NULL)
+			fatal("reallocarray");
+		pool.finished = p;
+		pool.finishedcap = cap;
+	}
+	pool.finished[pool.nfinished++] = m;
+	event_active(pool.report, EV_TIMEOUT, 1);
+}
+
+/* --- connections --- */
+
+static void
+attach(struct relay_conn *c, struct qmsg *m)
+{
+	c->m = m;
+	pool.nbusy++;
+}
+
+/* The attempt at the connection's message is over: the queue hears. */
+static void
+finish(struct relay_conn *c)
+{
+	struct qmsg	*m = c->m;
+
+	if (c->fd != -1) {
+		close(c->fd);
+		c->fd = -1;
+	}
+	free(c->rcpt);
+	c->rcpt = NULL;
+	c->nrcpt = 0;
+	free(c->accepted);
+	c->accepted = NULL;
+	c->naccepted = 0;
+	if (m == NULL)
+		return;
+	c->m = NULL;
+	pool.nbusy--;
+	report(m);
+}
+
+static void conn_read(struct bufferevent *, void *);
+static void conn_write(struct bufferevent *, void *);
+static void conn_event(struct bufferevent *, short, void *);
+static void conn_idle(int, short, void *);
+
+static struct relay_conn *
+conn_new(void)
+{
+	struct relay_conn	*c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		fatal("calloc");
+	if ((c->idle = evtimer_new(pool.base, conn_idle, c)) == NULL)
+		fatalx("evtimer_new");
+	c->fd = -1;
+	TAILQ_INSERT_TAIL(&pool.conns, c, entry);
+	pool.nconns++;
+	return c;
+}
+
+static void
+conn_free(struct relay_conn *c)
+{
+	finish(c);
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
+	event_free(c->idle);
+	TAILQ_REMOVE(&pool.conns, c, entry);
+	pool.nconns--;
+	free(c);
+}
+
+/* Connections not on their way out. */
+static int
+conns_open(void)
+{
+	struct relay_conn	*c;
+	int			 n = 0;
+
+	TAILQ_FOREACH(c, &pool.conns, entry)
+		if (c->state != R_QUIT || c->m != NULL)
+			n++;
+	return n;
 }
 
 /*
  * The connection is lost or useless: drop it, keep what is pending.  why
  * is ours; with_reply adds the relay's last reply (a 421), which is also
- * kept as the message's error.
+ * kept as the message's error.  c is gone after: -1.
  */
-static void
-lose_conn(const char *why, int with_reply)
+static int
+lose_conn(struct relay_conn *c, const char *why, int with_reply)
 {
-	int	 early = r.state <= R_EHLO;
+	time_t	 now = time(NULL);
+	int	 early = c->state <= R_EHLO;
 
 	if (with_reply)
-		log_info("relay %s: %s: %s", r.conf->relay_name, why,
-		    reply_esc());
+		log_info("relay %s: %s: %s", pool.conf->relay_name, why,
+		    reply_esc(c));
 	else
-		log_info("relay %s: %s", r.conf->relay_name, why);
-	if (r.bev != NULL) {
-		bufferevent_free(r.bev);
-		r.bev = NULL;
+		log_info("relay %s: %s", pool.conf->relay_name, why);
+	/* the connections that failed together count once */
+	if (early && c->epoch == pool.epoch && c->gen == pool.gen) {
+		pool.epoch++;
+		pool.failures++;
+		pool.retry_at = now + (DOWN_MIN << (pool.failures < 8 ?
+		    pool.failures - 1 : 7));
+		if (pool.retry_at > now + DOWN_MAX)
+			pool.retry_at = now + DOWN_MAX;
 	}
-	evtimer_del(r.idle);
-	if (early) {
-		r.failures++;
-		r.retry_at = time(NULL) + (DOWN_MIN << (r.failures < 8 ?
-		    r.failures - 1 : 7));
-		if (r.retry_at > time(NULL) + DOWN_MAX)
-			r.retry_at = time(NULL) + DOWN_MAX;
-	}
-	r.state = R_NONE;
-	if (r.m != NULL && with_reply)
-		note_reply(r.m->error, sizeof(r.m->error));
-	else if (r.m != NULL)
-		strlcpy(r.m->error, why, sizeof(r.m->error));
-	finish();
-}
-
-static void
-fail_conn(const char *why)
-{
-	lose_conn(why, 0);
-}
-
-static int
-next_rcpt(int from)
-{
-	int	 i;
-
-	for (i = from; i < r.m->nrcpts; i++)
-		if (r.m->rcpts[i].state == RCPT_PENDING)
-			return i;
+	if (c->m != NULL && with_reply)
+		note_reply(c, c->m->error, sizeof(c->m->error));
+	else if (c->m != NULL)
+		strlcpy(c->m->error, why, sizeof(c->m->error));
+	conn_free(c);
 	return -1;
 }
 
-static void
-start_mail(void)
+static int
+fail_conn(struct relay_conn *c, const char *why)
 {
+	return lose_conn(c, why, 0);
+}
+
+static void
+quit(struct relay_conn *c)
+{
+	evtimer_del(c->idle);
+	relay_send(c, "QUIT");
+	c->state = R_QUIT;
+	conn_flush(c);
+}
+
+/*
+ * The connection is closed after QUIT.  A message that came meanwhile
+ * goes on a new one; otherwise it is gone (-1).
+ */
+static int
+conn_closed(struct relay_conn *c)
+{
+	bufferevent_free(c->bev);
+	c->bev = NULL;
+	if (c->m != NULL)
+		return conn_connect(c);
+	conn_free(c);
+	return -1;
+}
+
+static int
+start_mail(struct relay_conn *c)
+{
+	struct qmsg	*m = c->m;
 	struct stat	 st;
 	char		 path[64], size[32] = "";
+	int		 i;
 
-	evtimer_del(r.idle);
-	snprintf(path, sizeof(path), "queue/%s.msg", r.m->id);
-	if ((r.fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 ||
-	    fstat(r.fd, &st) == -1) {
-		log_warn("message %s: cannot open", r.m->id);
-		strlcpy(r.m->error, "cannot open message file",
-		    sizeof(r.m->error));
-		go_idle();
-		finish();
-		return;
+	evtimer_del(c->idle);
+	snprintf(path, sizeof(path), "queue/%s.msg", m->id);
+	if ((c->fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 ||
+	    fstat(c->fd, &st) == -1) {
+		log_warn("message %s: cannot open", m->id);
+		strlcpy(m->error, "cannot open message file",
+		    sizeof(m->error));
+		finish(c);
+		return conn_ready(c);
 	}
-	if ((r.accepted = calloc(r.m->nrcpts, sizeof(int))) == NULL)
+	if ((c->rcpt = calloc(m->nrcpts, sizeof(int))) == NULL ||
+	    (c->accepted = calloc(m->nrcpts, sizeof(int))) == NULL)
 		fatal("calloc");
-	if (r.ext & EXT_SIZE)
+	for (i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].state == RCPT_PENDING)
+			c->rcpt[c->nrcpt++] = i;
+	if (c->nrcpt == 0) {
+		/* the queue hands over only messages with some pending */
+		finish(c);
+		return conn_ready(c);
+	}
+	c->next = 0;
+	c->mail_code = 0;
+	if (c->ext & EXT_SIZE)
 		snprintf(size, sizeof(size), " SIZE=%lld",
 		    (long long)st.st_size);
-	relay_send("MAIL FROM:<%s>%s%s%s", r.m->from, size,
-	    (r.m->flags & ENV_8BITMIME) && (r.ext & EXT_8BITMIME) ?
+	relay_send(c, "MAIL FROM:<%s>%s%s%s", m->from, size,
+	    (m->flags & ENV_8BITMIME) && (c->ext & EXT_8BITMIME) ?
 	    " BODY=8BITMIME" : "",
-	    (r.m->flags & ENV_SMTPUTF8) && (r.ext & EXT_SMTPUTF8) ?
+	    (m->flags & ENV_SMTPUTF8) && (c->ext & EXT_SMTPUTF8) ?
 	    " SMTPUTF8" : "");
-	r.state = R_MAIL;
+	if (c->ext & EXT_PIPELINING) {
+		/* DATA last: the body waits for its 354 (RFC 2920) */
+		for (i = 0; i < c->nrcpt; i++)
+			relay_send(c, "RCPT TO:<%s>",
+			    m->rcpts[c->rcpt[i]].addr);
+		relay_send(c, "DATA");
+	}
+	c->state = R_MAIL;
+	conn_flush(c);
+	return 0;
+}
+
+/*
+ * The connection can take a message: the one waiting for it, or it
+ * waits (idle) for one, or says QUIT when there are more than
+ * "relay connections" or the relay host moved.
+ */
+static int
+conn_ready(struct relay_conn *c)
+{
+	struct timeval	 tv = { RELAY_IDLE, 0 };
+
+	if (c->gen != pool.gen ||
+	    (c->m == NULL && conns_open() > pool.conf->relay_connections)) {
+		/* a message on it goes on a new connection to the new host */
+		quit(c);
+		return 0;
+	}
+	if (c->m != NULL)
+		return start_mail(c);
+	c->state = R_IDLE;
+	evtimer_add(c->idle, &tv);
+	return 0;
 }
 
 /* The transaction is over; RSET if the relay may hold state. */
-static void
-end_transaction(int rset)
+static int
+end_transaction(struct relay_conn *c, int rset)
 {
+	finish(c);
 	if (rset) {
-		relay_send("RSET");
-		r.state = R_RSET;
-	} else
-		go_idle();
-	finish();
+		relay_send(c, "RSET");
+		c->state = R_RSET;
+		return 0;
+	}
+	return conn_ready(c);
 }
 
 static void
-pending_error(void)
+pending_error(struct relay_conn *c)
 {
-	note_reply(r.m->error, sizeof(r.m->error));
+	note_reply(c, c->m->error, sizeof(c->m->error));
 }
 
 static void
-refuse_accepted(int permanent)
+refuse_accepted(struct relay_conn *c, int permanent)
 {
-	int	 i;
+	struct qmsg	*m = c->m;
+	int		 i;
 
-	for (i = 0; i < r.naccepted; i++) {
-		if (permanent) {
-			r.m->rcpts[r.accepted[i]].state = RCPT_FAILED;
-			note_reply(r.m->rcpts[r.accepted[i]].reply,
-			    sizeof(r.m->rcpts[0].reply));
-		}
+	if (!permanent)
+		return;
+	for (i = 0; i < c->naccepted; i++) {
+		m->rcpts[c->accepted[i]].state = RCPT_FAILED;
+		note_reply(c, m->rcpts[c->accepted[i]].reply,
+		    sizeof(m->rcpts[0].reply));
 	}
 }
 
-static void
-send_body(void)
+/*
+ * Queue the body for the socket, up to BODY_QUEUED octets at a time,
+ * and the final dot after it; write it at once while the socket takes
+ * it all, up to BODY_ROUNDS times, so that a small message goes in one
+ * turn of the loop and a large one does not hold the loop.  What is
+ * left queued is written by libevent, and conn_write() comes back for
+ * more once it has gone.
+ */
+static int
+send_body(struct relay_conn *c)
 {
+	struct evbuffer	*queued = bufferevent_get_output(c->bev);
 	struct buf	 out;
 	char		 chunk[BODY_CHUNK];
 	ssize_t		 n;
+	int		 rounds;
 
-	buf_init(&out, 2 * BODY_CHUNK + 8);
-	if ((n = read(r.fd, chunk, sizeof(chunk))) == -1) {
-		log_warn("message %s: read", r.m->id);
-		fail_conn("cannot read message file");
-		return;
+	for (rounds = 0; ; rounds++) {
+		while (c->state == R_BODY &&
+		    evbuffer_get_length(queued) < BODY_QUEUED) {
+			if ((n = read(c->fd, chunk, sizeof(chunk))) == -1) {
+				log_warn("message %s: read", c->m->id);
+				return fail_conn(c, "cannot read message file");
+			}
+			if (n == 0) {
+				if (!c->bol)
+					bufferevent_write(c->bev, "\r\n", 2);
+				bufferevent_write(c->bev, ".\r\n", 3);
+				c->state = R_DOT;
+				break;
+			}
+			buf_init(&out, 2 * BODY_CHUNK + 8);
+			if (body_stuff(&c->bol, chunk, n, &out) == -1)
+				fatalx("body_stuff");
+			bufferevent_write(c->bev, buf_head(&out),
+			    buf_used(&out));
+			buf_free(&out);
+		}
+		if (c->state == R_BODY && rounds == BODY_ROUNDS)
+			return 0;
+		conn_flush(c);
+		if (c->state != R_BODY || evbuffer_get_length(queued) > 0)
+			return 0;
 	}
-	if (n > 0) {
-		if (body_stuff(&r.bol, chunk, n, &out) == -1)
-			fatalx("body_stuff");
-		bufferevent_write(r.bev, buf_head(&out), buf_used(&out));
-	} else {
-		if (!r.bol)
-			bufferevent_write(r.bev, "\r\n", 2);
-		bufferevent_write(r.bev, ".\r\n", 3);
-		r.state = R_DOT;
-	}
-	buf_free(&out);
 }
 
 static void
-write_cb(struct bufferevent *bev, void *arg)
-{
-	if (r.state == R_BODY)
-		send_body();
-}
-
-static void
-ehlo_line(const char *line)
+ehlo_line(struct relay_conn *c, const char *line)
 {
 	const char	*kw = line + 4;
 
 	if (strlen(line) < 4)
 		return;
 	if (strcasecmp(kw, "8BITMIME") == 0)
-		r.ext |= EXT_8BITMIME;
+		c->ext |= EXT_8BITMIME;
 	else if (strcasecmp(kw, "SMTPUTF8") == 0)
-		r.ext |= EXT_SMTPUTF8;
+		c->ext |= EXT_SMTPUTF8;
+	else if (strcasecmp(kw, "PIPELINING") == 0)
+		c->ext |= EXT_PIPELINING;
 	else if (strncasecmp(kw, "SIZE", 4) == 0 &&
 	    (kw[4] == '\0' || kw[4] == ' '))
-		r.ext |= EXT_SIZE;
+		c->ext |= EXT_SIZE;
 }
 
-/* One complete reply from the relay. */
+/* The reply to one RCPT, that of the recipient c->rcpt[c->next]. */
 static void
-reply(int code)
+rcpt_reply(struct relay_conn *c, int code)
 {
-	struct qmsg	*m = r.m;
-	int		 i;
+	struct qmsg	*m = c->m;
+	int		 i = c->rcpt[c->next];
 
-	if (code == 421 && r.state != R_QUIT) {
+	if (code / 100 == 2)
+		c->accepted[c->naccepted++] = i;
+	else if (code / 100 == 5) {
+		m->rcpts[i].state = RCPT_FAILED;
+		note_reply(c, m->rcpts[i].reply, sizeof(m->rcpts[0].reply));
+	} else
+		pending_error(c);
+}
+
+/* One complete reply from the relay; -1 if c is gone. */
+static int
+reply(struct relay_conn *c, int code)
+{
+	struct qmsg	*m = c->m;
+	int		 i, pipelined = c->ext & EXT_PIPELINING;
+
+	if (code == 421 && c->state != R_QUIT)
 		/* the relay is closing the connection: retry on a new one */
-		lose_conn("closing the connection", 1);
-		return;
-	}
-	switch (r.state) {
+		return lose_conn(c, "closing the connection", 1);
+	switch (c->state) {
 	case R_GREETING:
-		if (code / 100 != 2) {
-			fail_conn("bad greeting");
-			return;
-		}
-		relay_send("EHLO %s", r.conf->hostname);
-		r.state = R_EHLO;
-		return;
+		if (code / 100 != 2)
+			return fail_conn(c, "bad greeting");
+		relay_send(c, "EHLO %s", pool.conf->hostname);
+		c->state = R_EHLO;
+		return 0;
 	case R_EHLO:
-		if (code / 100 != 2) {
-			fail_conn("EHLO refused");
-			return;
+		if (code / 100 != 2)
+			return fail_conn(c, "EHLO refused");
+		if (pool.failures > 0 && c->gen == pool.gen) {
+			pool.came_back = 1;
+			event_active(pool.report, EV_TIMEOUT, 1);
 		}
-		if (r.failures > 0)
-			queue_relay_back();
-		r.failures = 0;
-		r.retry_at = 0;
-		break;
+		pool.failures = 0;
+		pool.retry_at = 0;
+		return conn_ready(c);
 	case R_MAIL:
-		if (code / 100 == 2) {
-			r.rcpt = next_rcpt(0);
-			relay_send("RCPT TO:<%s>", m->rcpts[r.rcpt].addr);
-			r.state = R_RCPT;
-			return;
-		}
-		if (code / 100 == 5)
-			for (i = 0; i < m->nrcpts; i++)
-				if (m->rcpts[i].state == RCPT_PENDING) {
-					m->rcpts[i].state = RCPT_FAILED;
-					note_reply(m->rcpts[i].reply,
-					    sizeof(m->rcpts[i].reply));
+		c->mail_code = code;
+		if (code / 100 != 2) {
+			if (code / 100 == 5)
+				for (i = 0; i < c->nrcpt; i++) {
+					m->rcpts[c->rcpt[i]].state =
+					    RCPT_FAILED;
+					note_reply(c, m->rcpts[c->rcpt[i]].reply,
+					    sizeof(m->rcpts[0].reply));
 				}
-		pending_error();
-		end_transaction(1);
-		return;
+			pending_error(c);
+			if (!pipelined)
+				return end_transaction(c, 1);
+			/* the replies to RCPT and DATA say nothing more */
+			c->state = R_RCPT;
+			return 0;
+		}
+		if (!pipelined)
+			relay_send(c, "RCPT TO:<%s>",
+			    m->rcpts[c->rcpt[0]].addr);
+		c->state = R_RCPT;
+		return 0;
 	case R_RCPT:
-		if (code / 100 == 2)
-			r.accepted[r.naccepted++] = r.rcpt;
-		else if (code / 100 == 5) {
-			m->rcpts[r.rcpt].state = RCPT_FAILED;
-			note_reply(m->rcpts[r.rcpt].reply,
-			    sizeof(m->rcpts[0].reply));
-		} else
-			pending_error();
-		if ((r.rcpt = next_rcpt(r.rcpt + 1)) != -1) {
-			relay_send("RCPT TO:<%s>", m->rcpts[r.rcpt].addr);
-			return;
+		if (c->mail_code / 100 == 2)
+			rcpt_reply(c, code);
+		if (++c->next < c->nrcpt) {
+			if (!pipelined)
+				relay_send(c, "RCPT TO:<%s>",
+				    m->rcpts[c->rcpt[c->next]].addr);
+			return 0;
 		}
-		if (r.naccepted == 0) {
-			end_transaction(1);
-			return;
+		if (pipelined) {
+			c->state = R_DATA;
+			return 0;
 		}
-		relay_send("DATA");
-		r.state = R_DATA;
-		return;
+		if (c->naccepted == 0)
+			return end_transaction(c, 1);
+		relay_send(c, "DATA");
+		c->state = R_DATA;
+		return 0;
 	case R_DATA:
-		if (code == 354) {
-			r.state = R_BODY;
-			r.bol = 1;
-			send_body();
-			return;
+		if (c->mail_code / 100 != 2 || c->naccepted == 0) {
+			/* a pipelined DATA after no MAIL or RCPT was taken */
+			if (code != 354)
+				return end_transaction(c, 1);
+			/* no body is meant: the connection is useless */
+			finish(c);
+			return fail_conn(c, "354 to DATA without recipients");
 		}
-		refuse_accepted(code / 100 == 5);
-		pending_error();
-		end_transaction(1);
-		return;
+		if (code == 354) {
+			c->state = R_BODY;
+			c->bol = 1;
+			return send_body(c);
+		}
+		refuse_accepted(c, code / 100 == 5);
+		pending_error(c);
+		return end_transaction(c, 1);
 	case R_DOT:
 		if (code / 100 == 2) {
-			for (i = 0; i < r.naccepted; i++)
-				m->rcpts[r.accepted[i]].state = RCPT_DONE;
+			for (i = 0; i < c->naccepted; i++)
+				m->rcpts[c->accepted[i]].state = RCPT_DONE;
 			log_info("message %s: relay %s accepted %d "
-			    "recipients: %s", m->id, r.conf->relay_name,
-			    r.naccepted, reply_esc());
+			    "recipients: %s", m->id, pool.conf->relay_name,
+			    c->naccepted, reply_esc(c));
 		} else {
-			refuse_accepted(code / 100 == 5);
-			pending_error();
+			refuse_accepted(c, code / 100 == 5);
+			pending_error(c);
 			log_info("message %s: relay %s refused the data: %s",
-			    m->id, r.conf->relay_name, reply_esc());
+			    m->id, pool.conf->relay_name, reply_esc(c));
 		}
-		end_transaction(0);
-		return;
+		return end_transaction(c, 0);
 	case R_RSET:
-		if (code / 100 != 2) {
-			fail_conn("RSET refused");
-			return;
-		}
-		break;
+		if (code / 100 != 2)
+			return fail_conn(c, "RSET refused");
+		return conn_ready(c);
 	case R_QUIT:
-		bufferevent_free(r.bev);
-		r.bev = NULL;
-		r.state = R_NONE;
-		if (r.m != NULL)
-			connect_relay();
-		return;
+		return conn_closed(c);
 	default:
-		fail_conn("unexpected reply");
-		return;
+		return fail_conn(c, "unexpected reply");
 	}
-	/* the connection is ready for a message */
-	go_idle();
-	if (r.m != NULL)
-		start_mail();
 }
 
 static void
-read_cb(struct bufferevent *bev, void *arg)
+conn_read(struct bufferevent *bev, void *arg)
 {
-	struct evbuffer	*in = bufferevent_get_input(bev);
-	char		*line, esc[LOG_LINE_MAX];
-	size_t		 len;
-	int		 code, last;
+	struct relay_conn	*c = arg;
+	struct evbuffer		*in = bufferevent_get_input(bev);
+	char			*line, esc[LOG_LINE_MAX];
+	size_t			 len;
+	int			 code, last;
 
 	while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) !=
 	    NULL) {
 		if (log_getverbose() > 0)
 			log_debug("relay < %s", log_escape(esc, sizeof(esc),
 			    line));
-		if (r.state == R_BODY || r.state == R_NONE ||
-		    r.state == R_IDLE || len >= RELAY_LINE_MAX ||
+		if (c->state == R_BODY || c->state == R_CONNECTING ||
+		    c->state == R_IDLE || len >= RELAY_LINE_MAX ||
 		    (last = relay_reply_line(line, &code)) == -1) {
 			free(line);
-			fail_conn(r.state == R_IDLE ?
+			fail_conn(c, c->state == R_IDLE ?
 			    "relay spoke out of turn" : "garbage reply");
 			return;
 		}
-		if (r.state == R_EHLO)
-			ehlo_line(line);
-		strlcpy(r.reply, line, sizeof(r.reply));
+		if (c->state == R_EHLO)
+			ehlo_line(c, line);
+		strlcpy(c->reply, line, sizeof(c->reply));
 		free(line);
-		if (last)
-			reply(code);
-		if (r.bev == NULL || bev != r.bev)
+		/* a new bufferevent: the connection after QUIT */
+		if (last && (reply(c, code) == -1 || c->bev != bev))
 			return;
 	}
-	if (evbuffer_get_length(in) > RELAY_LINE_MAX)
-		fail_conn("reply line too long");
+	if (evbuffer_get_length(in) > RELAY_LINE_MAX) {
+		fail_conn(c, "reply line too long");
+		return;
+	}
+	conn_flush(c);
 }
 
 static void
-event_cb(struct bufferevent *bev, short what, void *arg)
+conn_write(struct bufferevent *bev, void *arg)
 {
-	int	 on = 1;
+	struct relay_conn	*c = arg;
 
+	if (c->state == R_BODY)
+		send_body(c);
+}
+
+static void
+conn_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct relay_conn	*c = arg;
+	int			 on = 1;
+
+	if (c->in_connect) {
+		/* the connect failed at once: its caller sees to it */
+		c->connect_failed = 1;
+		return;
+	}
 	if (what & BEV_EVENT_CONNECTED) {
 		/* the final dot must not wait for an ACK (Nagle) */
 		if (setsockopt(bufferevent_getfd(bev), IPPROTO_TCP,
 		    TCP_NODELAY, &on, sizeof(on)) == -1)
 			log_warn("relay TCP_NODELAY");
-		r.state = R_GREETING;
+		c->state = R_GREETING;
 		return;
 	}
-	if (r.state == R_QUIT) {
-		bufferevent_free(r.bev);
-		r.bev = NULL;
-		r.state = R_NONE;
-		if (r.m != NULL)
-			connect_relay();
+	if (c->state == R_QUIT) {
+		conn_closed(c);
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT)
-		fail_conn("timeout");
+		fail_conn(c, "timeout");
 	else if (what & BEV_EVENT_EOF)
-		fail_conn("connection closed by relay");
+		fail_conn(c, "connection closed by relay");
 	else
-		fail_conn(evutil_socket_error_to_string(
+		fail_conn(c, evutil_socket_error_to_string(
 		    evutil_socket_geterror(bufferevent_getfd(bev))));
 }
 
 static void
-idle_cb(int fd, short ev, void *arg)
+conn_idle(int fd, short ev, void *arg)
 {
-	if (r.state != R_IDLE || r.m != NULL)
-		return;
-	relay_send("QUIT");
-	r.state = R_QUIT;
+	struct relay_conn	*c = arg;
+
+	if (c->state == R_IDLE && c->m == NULL)
+		quit(c);
 }
 
-static void
-connect_relay(void)
+/* A new connection for c's message; -1 if it failed and c is gone. */
+static int
+conn_connect(struct relay_conn *c)
 {
-	struct timeval	 tv = { r.conf->relay_timeout, 0 };
+	struct timeval	 tv = { pool.conf->relay_timeout, 0 };
+	int		 rv;
 
-	r.ext = 0;
-	r.bev = bufferevent_socket_new(r.base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (r.bev == NULL)
+	c->ext = 0;
+	c->epoch = pool.epoch;
+	c->gen = pool.gen;
+	c->bev = bufferevent_socket_new(pool.base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL)
 		fatalx("bufferevent_socket_new");
-	bufferevent_setcb(r.bev, read_cb, write_cb, event_cb, NULL);
-	bufferevent_set_timeouts(r.bev, &tv, &tv);
-	bufferevent_enable(r.bev, EV_READ | EV_WRITE);
-	r.state = R_CONNECTING;
-	if (bufferevent_socket_connect(r.bev,
-	    (struct sockaddr *)&r.conf->relay_ss, r.conf->relay_sslen) == -1)
-		fail_conn("cannot connect");
+	bufferevent_setcb(c->bev, conn_read, conn_write, conn_event, c);
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->state = R_CONNECTING;
+	c->in_connect = 1;
+	c->connect_failed = 0;
+	rv = bufferevent_socket_connect(c->bev,
+	    (struct sockaddr *)&pool.conf->relay_ss, pool.conf->relay_sslen);
+	c->in_connect = 0;
+	if (rv == -1 || c->connect_failed)
+		return fail_conn(c, "cannot connect");
+	return 0;
 }
 
+/*
+ * Take m (the queue saw relay_free_slots() > 0): on an idle connection,
+ * one finishing a RSET, a new one, or one closing (it reconnects).
+ */
 void
 relay_deliver(struct qmsg *m)
 {
-	r.m = m;
-	if (r.state == R_IDLE)
-		start_mail();
-	else if (r.state == R_NONE)
-		connect_relay();
-	/* otherwise RSET or QUIT is in flight; its reply goes on */
+	struct relay_conn	*c;
+
+	TAILQ_FOREACH(c, &pool.conns, entry)
+		if (c->state == R_IDLE && c->m == NULL &&
+		    c->gen == pool.gen) {
+			attach(c, m);
+			start_mail(c);
+			return;
+		}
+	TAILQ_FOREACH(c, &pool.conns, entry)
+		if (c->state == R_RSET && c->m == NULL &&
+		    c->gen == pool.gen) {
+			attach(c, m);	/* its reply starts the message */
+			return;
+		}
+	/* one still closing counts: the relay host may not know yet */
+	if (pool.nconns >= pool.conf->relay_connections)
+		TAILQ_FOREACH(c, &pool.conns, entry)
+			if (c->state == R_QUIT && c->m == NULL) {
+				attach(c, m);
+				return;
+			}
+	c = conn_new();
+	attach(c, m);
+	conn_connect(c);
 }
 
 void
 relay_flush(void)
 {
 	/* the operator says the relay is worth a try now */
-	r.retry_at = 0;
+	pool.retry_at = 0;
 }
 
 void
 relay_moved(void)
 {
+	struct relay_conn	*c, *next;
+
 	/* the old host's failures say nothing of the new one */
-	r.retry_at = 0;
-	r.failures = 0;
-	if (r.state == R_IDLE && r.m == NULL) {
-		evtimer_del(r.idle);
-		relay_send("QUIT");
-		r.state = R_QUIT;
+	pool.retry_at = 0;
+	pool.failures = 0;
+	pool.gen++;
+	TAILQ_FOREACH_SAFE(c, &pool.conns, entry, next)
+		if (c->state == R_IDLE && c->m == NULL)
+			quit(c);
+	/* the others say QUIT when their message is done */
+}
+
+void
+relay_reconf(void)
+{
+	struct relay_conn	*c;
+
+	/* fewer connections: the idle ones above the number go now */
+	TAILQ_FOREACH(c, &pool.conns, entry) {
+		if (conns_open() <= pool.conf->relay_connections)
+			break;
+		if (c->state == R_IDLE && c->m == NULL)
+			quit(c);
 	}
 }
 
 void
-relay_init(struct event_base *base, struct smsubmit_conf *conf)
+relay_init(struct event_base *base, struct smsubmit_conf *conf,
+    relay_report_cb done, void (*back)(void))
 {
-	r.base = base;
-	r.conf = conf;
-	r.fd = -1;
-	r.state = R_NONE;
-	if ((r.idle = evtimer_new(base, idle_cb, NULL)) == NULL)
-		fatalx("evtimer_new");
+	pool.base = base;
+	pool.conf = conf;
+	pool.done = done;
+	pool.back = back;
+	TAILQ_INIT(&pool.conns);
+	if ((pool.report = event_new(base, -1, 0, report_cb, NULL)) == NULL)
+		fatalx("event_new");
 }

@@ -132,6 +132,7 @@ struct smsubmit_conf {
 	time_t			 retry_min;		/* backoff bounds */
 	time_t			 retry_max;
 	time_t			 relay_timeout;	/* for each reply */
+	int			 relay_connections;	/* at most open */
 	size_t			 max_message_size;	/* octets */
 	int			 max_recipients;
 	int			 max_sessions;
@@ -543,15 +544,12 @@ struct qmsg {
 	int			 nrcpts;
 	size_t			 sched;		/* scheduler.c: place + 1, or 0 */
 	uint64_t		 serial;	/* scheduler.c: order put in */
+	int			 inflight;	/* with the relay */
+	struct timespec		 relay_start;	/* when it went there */
 };
 
 void	 queue_main(struct smsubmit_conf *, struct proc_peers *)
 	    __attribute__((noreturn));
-/* Called by the relay when an attempt at a message is over. */
-void	 queue_relay_done(struct qmsg *);
-
-/* Called by the relay when a connection to it works again. */
-void	 queue_relay_back(void);
 /* For the control socket: list the queue, or make all of it due now. */
 void	 queue_show(struct buf *);
 void	 queue_flush(struct buf *);
@@ -662,13 +660,29 @@ int	 control_client(struct smsubmit_conf *, const char *command);
 /* The listener's IMSG_STATS, for the request peerid names. */
 void	 control_stats(struct ipc_msg *);
 
-void	 relay_init(struct event_base *, struct smsubmit_conf *);
-int	 relay_ready(void);		/* can take a message now */
+/* --- relay.c: the SMTP client and its connections to the relay host --- */
+
+#define RELAY_CONNECTIONS_MAX	64
+
+/* An attempt at m ended: its recipients' states and replies say how. */
+typedef void (*relay_report_cb)(struct qmsg *m);
+/*
+ * done, and back (a relay that failed works again), run from an event
+ * of their own, never inside a relay_*() call or the relay's I/O, so
+ * they may hand over the next message at once.
+ */
+void	 relay_init(struct event_base *, struct smsubmit_conf *,
+	    relay_report_cb done, void (*back)(void));
+/* How many messages it can take now: 0 when all "relay connections"
+   are busy or the relay is down, waiting for relay_retry_at(). */
+int	 relay_free_slots(void);
 time_t	 relay_retry_at(void);		/* when a down relay is tried */
-void	 relay_deliver(struct qmsg *);
+void	 relay_deliver(struct qmsg *);	/* only with a free slot */
 void	 relay_flush(void);		/* forget a down relay's backoff */
 /* A reload changed the relay host: the next message goes to the new one. */
 void	 relay_moved(void);
+/* A reload: "relay connections" may have changed. */
+void	 relay_reconf(void);
 /*
  * Parse one reply line: 1 and the code for the last line of a reply, 0 for
  * a continuation line, -1 for garbage.

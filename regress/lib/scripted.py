@@ -27,12 +27,19 @@ without regard to case), which wins over the verb.  An action is:
     (a, b, ...)       these in order, e.g. ("354 go on", DROP)
     [a, b, ...]       the 1st occurrence of the key gets a, the 2nd b...;
                       past the list the relay behaves
+    f                 a callable: f(handler, line) gives the action (None
+                      to behave); it may block, e.g. to hold a reply
+                      until the test lets it go.  For "DOT" the message
+                      is handler.data.
 
 `always` applies to every connection, under the connection's own script.
-Everything received is recorded: `events` (connection number, what) and
-`received` (every complete message, stored or not).
+Everything received is recorded: `events` (connection number, what),
+`received` (every complete message, stored or not) and `reads`
+(connection number, the octets of one read from the socket: what came
+together).  `open_now` and `max_open` count connections open at once.
 """
 
+import io
 import socket
 import socketserver
 import threading
@@ -51,17 +58,45 @@ class Dropped(Exception):
     pass
 
 
+class _Reads(io.RawIOBase):
+    """The socket as a raw stream that records each read's octets."""
+
+    def __init__(self, sock, record):
+        self.sock = sock
+        self.record = record
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        n = self.sock.recv_into(b)
+        if n:
+            self.record(bytes(b[:n]))
+        return n
+
+
 class _Handler(socketserver.StreamRequestHandler):
     timeout = 120
+
+    def setup(self):
+        up = self.server.upstream
+        with up.lock:
+            self.conn = up.connections
+            up.connections += 1
+            up.open_now += 1
+            up.max_open = max(up.max_open, up.open_now)
+        self.script = up._script_for(self.conn)
+        self.seen = {}
+        super().setup()
+        self.rfile.close()
+        self.rfile = io.BufferedReader(_Reads(
+            self.connection, lambda data: self.server.upstream._read(
+                self.conn, data)), 65536)
 
     def handle(self):
         up = self.server.upstream
         up._track(self.connection, True)
-        with up.lock:
-            self.conn = up.connections
-            up.connections += 1
-        self.script = up._script_for(self.conn)
-        self.seen = {}
+        self.data = b""
         try:
             self.session(up)
         except (Dropped, OSError, ValueError):
@@ -69,6 +104,8 @@ class _Handler(socketserver.StreamRequestHandler):
         finally:
             up._event(self.conn, "closed")
             up._track(self.connection, False)
+            with up.lock:
+                up.open_now -= 1
 
     # --- the script ---
 
@@ -83,6 +120,8 @@ class _Handler(socketserver.StreamRequestHandler):
                 i = self.seen.get(k, 0)
                 self.seen[k] = i + 1
                 a = a[i] if i < len(a) else None
+            if callable(a):
+                a = a(self, line)
             if a is not None:
                 return a
         return None
@@ -179,6 +218,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 data = self.read_data()
                 if data is None:
                     return
+                self.data = data
                 dot = self.action("DOT")
                 meta = {"mail_from": mail[0] if mail else None,
                         "mail_params": mail[1] if mail else [],
@@ -249,6 +289,9 @@ class Scripted(Upstream):
         self.always = dict(always or {})
         self.events = []
         self.received = []
+        self.reads = []
+        self.open_now = 0
+        self.max_open = 0
 
     def _script_for(self, n):
         with self.lock:
@@ -256,6 +299,10 @@ class Scripted(Upstream):
             if n < len(self.script):
                 s.update(self.script[n])
         return {k.upper(): v for k, v in s.items()}
+
+    def _read(self, conn, data):
+        with self.lock:
+            self.reads.append((conn, data))
 
     def _event(self, conn, what):
         with self.lock:

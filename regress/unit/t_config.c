@@ -184,6 +184,7 @@ t_minimal_defaults(void)
 	    conf.relay_ss.ss_family == AF_INET &&
 	    conf.relay_sslen == sizeof(struct sockaddr_in) &&
 	    port_of(&conf.relay_ss) == 25, "default relay 127.0.0.1 port 25");
+	ok(conf.relay_connections == 4, "default relay connections 4");
 	ok(streq(conf.queue_dir, "/var/spool/smsubmit") &&
 	    conf.queue_lifetime == 5 * 86400, "default queue and lifetime");
 	ok(conf.max_message_size == 35 * 1024 * 1024 &&
@@ -267,6 +268,7 @@ t_every_statement(void)
 	    "auth sasl-config \"/etc/sasl-x\"\n"
 	    "auth max-failures 7\n"
 	    "relay to ::1 port 2525\n"
+	    "relay connections 64\n"
 	    "queue \"/var/q\"\n"
 	    "queue lifetime 36h\n"
 	    "limit message-size 10M\n"
@@ -291,6 +293,7 @@ t_every_statement(void)
 	    conf.relay_ss.ss_family == AF_INET6 &&
 	    conf.relay_sslen == sizeof(struct sockaddr_in6) &&
 	    port_of(&conf.relay_ss) == 2525, "relay to ::1 port 2525");
+	ok(conf.relay_connections == 64, "relay connections 64");
 	ok(streq(conf.queue_dir, "/var/q") && conf.queue_lifetime == 36 * 3600,
 	    "queue and queue lifetime");
 	ok(conf.max_message_size == 10 * 1024 * 1024 &&
@@ -577,6 +580,10 @@ t_errors(void)
 	    "auth delay: 7200 is more than 3600s"), "auth delay over 1h");
 	ok(fails("limit.conf", LISTEN CERT "limit recipients 0\n", 3,
 	    "recipients out of range"), "limit recipients 0");
+	ok(fails("conns.conf", LISTEN CERT "relay connections 0\n", 3,
+	    "relay connections out of range"), "relay connections 0");
+	ok(fails("conns65.conf", LISTEN CERT "relay connections 65\n", 3,
+	    "relay connections out of range"), "relay connections 65");
 	ok(fails("macro.conf", LISTEN "\ntls certificate $nope key \"/k\"\n",
 	    3, "undefined macro \"nope\""), "undefined macro");
 	ok(fails("loop.conf", LISTEN CERT "a = \"$a\"\nhostname $a\n", 4,
