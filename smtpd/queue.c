@@ -179,6 +179,7 @@ message_remove(struct qmsg *m)
 	if (!evtimer_pending(env.settle_ev, NULL))
 		evtimer_add(env.settle_ev, &settle_after);
 	TAILQ_REMOVE(&env.queue, m, entry);
+	scheduler_remove(m);
 	envelope_clear(m);
 	free(m);
 }
@@ -212,6 +213,7 @@ recover(void)
 	char		 esc[LOG_ESCAPE_MAX(NAME_MAX)];
 	size_t		 n;
 	int		 loaded = 0, swept = 0;
+	time_t		 now = time(NULL);
 
 	if ((d = opendir("tmp")) == NULL)
 		fatal("opendir tmp");
@@ -268,8 +270,15 @@ recover(void)
 			continue;
 		}
 		free(text);
-		m->next = 0;	/* try at once after a restart */
+		/*
+		 * Due when its envelope says: a deferred backlog stays
+		 * deferred across a restart ("smsubmit -Q" makes it due),
+		 * not later than the longest retry, whatever the clock did.
+		 */
+		if (m->next > now + env.conf->retry_max)
+			m->next = now + env.conf->retry_max;
 		TAILQ_INSERT_TAIL(&env.queue, m, entry);
+		scheduler_add(m);
 		loaded++;
 	}
 	closedir(d);
@@ -636,6 +645,7 @@ enqueue(struct qmsg *src)
 	src->nrcpts = 0;
 	m->next = 0;
 	TAILQ_INSERT_TAIL(&env.queue, m, entry);
+	scheduler_add(m);
 	return m;
 }
 
@@ -873,19 +883,6 @@ listener_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 
 /* --- delivery --- */
 
-static time_t
-backoff(int attempts)
-{
-	time_t	 d = env.conf->retry_min;
-
-	while (--attempts > 0 && d < env.conf->retry_max)
-		d *= 2;
-	if (d > env.conf->retry_max)
-		d = env.conf->retry_max;
-	/* jitter keeps a backlog from returning all at once */
-	return d + arc4random_uniform(d / 4 + 1);
-}
-
 /*
  * Replace queue/ID.env with m's envelope as it is now: written and
  * synced in tmp/, renamed over the old one, queue/ synced.
@@ -1070,11 +1067,12 @@ attempt_over(struct qmsg *m)
 		if (has_pending(m))
 			delay_warning(m, now);
 		m->attempts++;
-		m->next = now + backoff(m->attempts);
+		m->next = now + scheduler_backoff(env.conf, m->attempts);
 		log_info("message %s: %d recipients deferred (%s), retry in "
 		    "%llds", m->id, pending, log_escape(esc, sizeof(esc),
 		    m->error), (long long)(m->next - now));
 		envelope_update(m);
+		scheduler_add(m);
 	}
 	return 0;
 }
@@ -1094,11 +1092,8 @@ relay_done(struct qmsg *m)
 static void
 relay_back(void)
 {
-	struct qmsg	*m;
-
 	/* the backlog need not wait its turn */
-	TAILQ_FOREACH(m, &env.queue, entry)
-		m->next = 0;
+	scheduler_all_now();
 	log_info("relay %s is back, draining the queue", env.conf->relay_name);
 	schedule();
 }
@@ -1142,13 +1137,9 @@ queue_show(struct buf *out)
 void
 queue_flush(struct buf *out)
 {
-	struct qmsg	*m;
-	int		 n = 0;
+	int	 n = scheduler_count();
 
-	TAILQ_FOREACH(m, &env.queue, entry) {
-		m->next = 0;
-		n++;
-	}
+	scheduler_all_now();
 	relay_flush();
 	log_info("control: retry of %d messages forced", n);
 	buf_printf(out, "%d message%s scheduled for delivery now\n", n,
@@ -1190,58 +1181,41 @@ timer_cb(int fd, short ev, void *arg)
 }
 
 /*
- * Hand due messages to the relay while it has room, or sleep until one
- * is due.  A relay with no room reports an attempt's end, which runs
- * this again.
+ * Hand due messages to the relay, the earliest first, while it has room,
+ * or sleep until one is due.  A relay with no room reports an attempt's
+ * end, which runs this again.
  */
 static void
 schedule(void)
 {
-	struct qmsg	*m, *next;
+	struct qmsg	*m;
 	struct timeval	 tv;
-	time_t		 now, wake, r;
-	int		 slots, waiting, again, rescans = 0;
+	time_t		 now = time(NULL), wake = 0, r;
+	int		 slots = relay_free_slots(), waiting = 0;
 
- scan:
-	now = time(NULL);
-	wake = 0;
-	waiting = again = 0;
-	slots = relay_free_slots();
-	for (m = TAILQ_FIRST(&env.queue); m != NULL; m = next) {
-		next = TAILQ_NEXT(m, entry);
-		if (m->inflight)
-			continue;
-		if (m->next > now) {
-			if (wake == 0 || m->next < wake)
-				wake = m->next;
-			continue;
+	while ((m = scheduler_first()) != NULL && m->next <= now) {
+		if (has_pending(m) && slots == 0) {
+			waiting = 1;
+			break;
 		}
+		scheduler_remove(m);
 		if (!has_pending(m)) {
 			/* only a bounce to make, which joins the queue */
-			if (!attempt_over(m) && (wake == 0 || m->next < wake))
-				wake = m->next;
-			again = 1;
-			continue;
-		}
-		if (slots == 0) {
-			waiting = 1;
+			attempt_over(m);
 			continue;
 		}
 		slots--;
-		/* later arrivals go behind those waiting */
-		TAILQ_REMOVE(&env.queue, m, entry);
-		TAILQ_INSERT_TAIL(&env.queue, m, entry);
 		m->inflight = 1;
 		env.inflight++;
 		clock_gettime(CLOCK_MONOTONIC, &m->relay_start);
 		relay_deliver(m);
 	}
-	/* once more for the bounces just made, which are due now */
-	if (again && rescans++ == 0)
-		goto scan;
+	if (m != NULL && m->next > now)
+		wake = m->next;
 	/* a down relay: those due wait for its retry */
 	if (waiting && (r = relay_retry_at()) > now && (wake == 0 || r < wake))
 		wake = r;
+	evtimer_del(env.timer);
 	if (wake == 0)
 		return;
 	tv.tv_sec = wake > now ? wake - now : 0;

@@ -122,6 +122,12 @@ scheduler_due(time_t now)
 	return m;
 }
 
+struct qmsg *
+scheduler_first(void)
+{
+	return s.n == 0 ? NULL : s.heap[0];
+}
+
 time_t
 scheduler_wake(void)
 {

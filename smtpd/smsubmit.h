@@ -615,6 +615,8 @@ void	 scheduler_add(struct qmsg *);
 void	 scheduler_remove(struct qmsg *);
 /* The earliest message due by now, taken out; NULL if none is. */
 struct qmsg *scheduler_due(time_t now);
+/* The earliest waiting message, left in; NULL if none waits. */
+struct qmsg *scheduler_first(void);
 /* When the earliest waiting message is due; 0 if none waits. */
 time_t	 scheduler_wake(void);
 /* Every waiting message due now, in the order they were put in. */

@@ -29,6 +29,7 @@
  * listener may hold a descriptor to is ever part of a committed message.
  */
 #include <sys/types.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -87,8 +88,10 @@ void
 spare_keep(enum spare_kind kind, const char *path)
 {
 	struct pool	*p = &pools[kind];
+	struct stat	 st;
 	char		 spare[64];
 	unsigned int	 n;
+	int		 fd;
 
 	if (p->nfree + p->nsettling >= SPARE_MAX) {
 		if (unlink(path) == -1 && errno != ENOENT)
@@ -102,13 +105,21 @@ spare_keep(enum spare_kind kind, const char *path)
 			log_warn("rename %s", path);
 		return;
 	}
-	/* no mail is kept once it has left the queue */
-	if (truncate(spare, 0) == -1) {
-		log_warn("truncate %s", spare);
+	/*
+	 * No mail is kept once it has left the queue.  Only a plain file
+	 * of its own is emptied: never through a link, never one with
+	 * other names (which the queue never makes, but someone might).
+	 */
+	if ((fd = open(spare, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) == -1 ||
+	    fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+	    ftruncate(fd, 0) == -1) {
+		if (fd != -1)
+			close(fd);
 		if (unlink(spare) == -1)
 			log_warn("unlink %s", spare);
 		return;
 	}
+	close(fd);
 	p->settling[p->nsettling++] = n;
 }
 

@@ -3,6 +3,9 @@ removed, committed messages are delivered, unreadable ones are set aside
 in corrupt/ without stopping the rest."""
 
 import os
+import re
+
+import harness
 
 from harness import Smsubmit, message, strip_received, unique
 from scripted import substitute
@@ -54,11 +57,19 @@ def t_queue_quarantines_corrupt_envelope():
         assert not [m for m in d.messages() if bid.encode() in m.eml]
 
 
+def control(d, flag):
+    """`smsubmit FLAG -f CONF`: its standard output."""
+    p = harness.run([harness.SMSUBMIT, flag, "-f", d.conf_path],
+                    timeout=20, check=True)
+    return p.stdout.decode(errors="replace")
+
+
 def t_queue_relay_reply_with_tab_survives_restart():
     """Issue 8.1: the relay's `421 4.3.2 busy<TAB>later` (and a reply
     with ESC, a bare CR and 8-bit octets) is kept in the envelope as the
     last error; after a restart the envelope is read back and the
-    message delivered, never moved to corrupt/."""
+    message delivered, never moved to corrupt/.  A deferred message
+    stays deferred across the restart, until its next attempt."""
     hostile = ["421 4.3.2 busy\tlater",
                "421 4.3.2 b\x1b[2J\rusy \u00e9t\u00e9 %00 %zz"]
     with Smsubmit(conf={"queue retry": "1h to 2h"}) as d:
@@ -72,6 +83,13 @@ def t_queue_relay_reply_with_tab_survives_restart():
             qids.append(qid)
         assert not d.find_messages(tags[0]), "delivered before the restart"
         d.restart()
+        # still deferred as the envelopes say, an hour away: -Q makes
+        # them due
+        out = control(d, "-q")
+        for qid in qids:
+            m = re.search(r"^%s .* next=in (\d+)s$" % qid, out, re.M)
+            assert m and int(m.group(1)) > 3000, out
+        control(d, "-Q")
         for tag in tags:
             d.wait_message(tag, timeout=20)
         corrupt = os.path.join(d.queue, "corrupt")
