@@ -37,7 +37,8 @@ BUILD	 = .build-normal
 endif
 
 COMMON	 = common/log.o common/buf.o common/b64.o common/addr.o \
-	   common/ipc.o common/body.o common/file.o common/proxy.o
+	   common/ipc.o common/body.o common/header.o common/file.o \
+	   common/proxy.o
 SMTPD	 = smtpd/smsubmit.o smtpd/proc.o smtpd/parse.o smtpd/listener.o \
 	   smtpd/session.o smtpd/signer.o smtpd/auth.o smtpd/queue.o \
 	   smtpd/relay.o smtpd/envelope.o smtpd/bounce.o smtpd/control.o \
@@ -78,7 +79,8 @@ $(SMTPD) $(COMMON) smtpd/session-regress.o: common/*.h smtpd/smsubmit.h \
 # the daemon's files that stand alone: the grammar, the envelope format
 UNIT_OBJ = smtpd/parse.o smtpd/envelope.o
 
-regress/unit/%: regress/unit/%.c regress/unit/tap.h $(COMMON) $(UNIT_OBJ) \
+regress/unit/%: regress/unit/%.c regress/unit/tap.h regress/unit/body_model.h \
+	    $(COMMON) $(UNIT_OBJ) \
 	    $(BUILD)
 	$(CC) $(CFLAGS) -Iregress/unit $(LDFLAGS) -o $@ $< $(COMMON) \
 	    $(UNIT_OBJ) $(LDLIBS)

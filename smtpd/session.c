@@ -1122,27 +1122,27 @@ header_addr_allowed(const char *addr, void *arg)
  * is refused, never checked in part.  NULL if allowed, else why not.
  */
 static const char *
-header_from_refused(struct session *s, struct body *b)
+header_from_refused(struct session *s, const struct header *h)
 {
 	if (s->senders != NULL && strcmp(s->senders, "*") == 0)
 		return NULL;
-	if (b->from_long || b->sender_long)
+	if (h->from_long || h->sender_long)
 		return "too long to check";
 	/*
 	 * A line that is no header field ended the header section for us,
 	 * but a reader that looks for the blank line would take what
 	 * follows as more fields, a From: among them: unchecked.
 	 */
-	if (b->no_separator)
+	if (h->no_separator)
 		return "after a line that is no header field";
-	if (b->nfrom != 1)
-		return b->nfrom == 0 ? "missing" : "more than one";
-	if (b->nsender > 1)
+	if (h->nfrom != 1)
+		return h->nfrom == 0 ? "missing" : "more than one";
+	if (h->nsender > 1)
 		return "more than one Sender:";
-	if (addr_header_mailboxes(b->from, ADDR_UTF8, header_addr_allowed,
+	if (addr_header_mailboxes(h->from, ADDR_UTF8, header_addr_allowed,
 	    s) < 1)
 		return "not allowed";
-	if (b->nsender == 1 && addr_header_mailboxes(b->sender, ADDR_UTF8,
+	if (h->nsender == 1 && addr_header_mailboxes(h->sender, ADDR_UTF8,
 	    header_addr_allowed, s) != 1)
 		return "Sender: not allowed";
 	return NULL;
@@ -1177,14 +1177,14 @@ data_end(struct session *s)
 		return;
 	}
 	if (conf->senders_check_from &&
-	    (why = header_from_refused(s, b)) != NULL) {
+	    (why = header_from_refused(s, &b->hdr)) != NULL) {
 		log_info("session %08x message %s refused: From: header %s "
 		    "for user=%s", s->id, s->msgid, why,
 		    log_escape(euser, sizeof(euser), s->user));
-		if (b->from_long || b->sender_long)
+		if (b->hdr.from_long || b->hdr.sender_long)
 			session_reply(s, "550 5.7.1 From: or Sender: header "
 			    "too long to check");
-		else if (b->no_separator)
+		else if (b->hdr.no_separator)
 			session_reply(s, "550 5.7.1 Header section not ended "
 			    "by a blank line: From: cannot be checked");
 		else
