@@ -47,7 +47,7 @@ SMTPD	 = smtpd/smsubmit.o smtpd/proc.o smtpd/parse.o smtpd/listener.o \
 UNIT	 = $(patsubst %.c,%,$(wildcard regress/unit/t_*.c))
 # load generator and discarding relay host of `make bench` (before the
 # rules that name them: make expands prerequisites as it reads them)
-BENCHBIN = regress/bench/smtpload regress/bench/sink
+BENCHBIN = regress/bench/smtpload regress/bench/sink regress/bench/bodybench
 
 all: smtpd/smsubmit
 
@@ -100,6 +100,10 @@ regress/bench/smtpload: regress/bench/smtpload.c
 
 regress/bench/sink: regress/bench/sink.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS) -pthread
+
+# the DATA framing alone, without the network
+regress/bench/bodybench: regress/bench/bodybench.c $(COMMON) $(BUILD)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON) $(LDLIBS)
 
 # BENCHTIME seconds of load per scenario; PEER=postfix runs Postfix too
 bench: all $(BENCHBIN)
