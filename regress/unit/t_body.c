@@ -1,7 +1,7 @@
 /*
- * t_body.c: unit tests for common/body.c, DATA framing and header
- * scanning.  Every message is parsed whole, one byte at a time and in
- * random chunks; the three must agree.
+ * t_body.c: unit tests for common/body.c (DATA framing) and header.c
+ * (header scanning).  Every message is parsed whole, one byte at a time
+ * and in random chunks; the three must agree.
  */
 #include <stdint.h>
 #include <stdio.h>
