@@ -37,7 +37,8 @@ BUILD	 = .build-normal
 endif
 
 COMMON	 = common/log.o common/buf.o common/b64.o common/addr.o \
-	   common/ipc.o common/body.o common/file.o common/proxy.o
+	   common/ipc.o common/body.o common/header.o common/file.o \
+	   common/proxy.o
 SMTPD	 = smtpd/smsubmit.o smtpd/proc.o smtpd/parse.o smtpd/listener.o \
 	   smtpd/session.o smtpd/signer.o smtpd/auth.o smtpd/queue.o \
 	   smtpd/relay.o smtpd/envelope.o smtpd/bounce.o smtpd/control.o \
@@ -47,7 +48,7 @@ SMTPD	 = smtpd/smsubmit.o smtpd/proc.o smtpd/parse.o smtpd/listener.o \
 UNIT	 = $(patsubst %.c,%,$(wildcard regress/unit/t_*.c))
 # load generator and discarding relay host of `make bench` (before the
 # rules that name them: make expands prerequisites as it reads them)
-BENCHBIN = regress/bench/smtpload regress/bench/sink
+BENCHBIN = regress/bench/smtpload regress/bench/sink regress/bench/bodybench
 
 all: smtpd/smsubmit
 
@@ -79,7 +80,8 @@ $(SMTPD) $(COMMON) smtpd/session-regress.o: common/*.h smtpd/smsubmit.h \
 # the daemon's files that stand alone: the grammar, the envelope format
 UNIT_OBJ = smtpd/parse.o smtpd/envelope.o smtpd/scheduler.o
 
-regress/unit/%: regress/unit/%.c regress/unit/tap.h $(COMMON) $(UNIT_OBJ) \
+regress/unit/%: regress/unit/%.c regress/unit/tap.h regress/unit/body_model.h \
+	    $(COMMON) $(UNIT_OBJ) \
 	    $(BUILD)
 	$(CC) $(CFLAGS) -Iregress/unit $(LDFLAGS) -o $@ $< $(COMMON) \
 	    $(UNIT_OBJ) $(LDLIBS)
@@ -99,6 +101,10 @@ regress/bench/smtpload: regress/bench/smtpload.c
 
 regress/bench/sink: regress/bench/sink.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS) -pthread
+
+# the DATA framing alone, without the network
+regress/bench/bodybench: regress/bench/bodybench.c $(COMMON) $(BUILD)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON) $(LDLIBS)
 
 # BENCHTIME seconds of load per scenario; PEER=postfix runs Postfix too
 bench: all $(BENCHBIN)

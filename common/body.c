@@ -1,10 +1,17 @@
 /*
- * body.c: DATA framing in both directions, and header scanning.  The
- * listener uses body_parse() on client input; the queue uses
+ * body.c: DATA framing in both directions.  The listener uses
+ * body_parse() or body_scan() on client input; the queue uses
  * body_stuff() when it relays.
+ *
+ * Ordinary octets are never looked at one by one: memchr() finds the
+ * next LF, and the next CR before it; what lies between is content, and
+ * only the octets at line boundaries (a CR, an LF, a dot at the start of
+ * a line) go through the state machine.  Whatever is passed on from the
+ * input is passed as runs, merged while they are adjacent, so the body
+ * of a message is one piece per call unless it has dot lines.
  */
+#include <stdint.h>
 #include <string.h>
-#include <strings.h>
 
 #include "body.h"
 
@@ -16,16 +23,15 @@ enum {
 	S_CR		/* a '\r' inside a line */
 };
 
-enum {
-	H_NAME,		/* at the start of a header line, reading a name */
-	H_VALUE,	/* inside a header field */
-	H_BODY		/* past the header section */
-};
-
-enum {
-	CAP_NONE,
-	CAP_FROM,	/* in the first From: field */
-	CAP_SENDER	/* in the first Sender: field */
+/* Where body_scan() puts the stored form. */
+struct sink {
+	struct body	*b;
+	body_out_fn	*fn;
+	void		*arg;
+	const char	*in;		/* the input of this call */
+	const char	*end;
+	const char	*p;		/* a run of it not passed on yet */
+	size_t		 n;
 };
 
 void
@@ -33,261 +39,257 @@ body_init(struct body *b, const char *add_msgid, const char *add_date)
 {
 	memset(b, 0, sizeof(*b));
 	b->state = S_BOL;
-	b->hstate = H_NAME;
-	b->add_msgid = add_msgid;
-	b->add_date = add_date;
+	header_init(&b->hdr, add_msgid, add_date);
 }
 
 static void
-out(struct body *b, struct buf *o, const void *p, size_t n)
+flush(struct sink *k)
 {
-	if (b->errors)
+	if (k->n > 0 && k->fn(k->arg, k->p, k->n, 1) == -1)
+		k->b->errors |= BODY_ERR_OUTPUT;
+	k->n = 0;
+}
+
+/* Output a run of the input; once an error is flagged, nothing. */
+static inline void
+put(struct sink *k, const char *p, size_t n)
+{
+	if (n == 0 || k->b->errors)
 		return;
-	if (buf_add(o, p, n) == -1)
-		b->errors |= BODY_ERR_OUTPUT;
-}
-
-/*
- * The header section ends here: add what it lacked.  If it ends without
- * a blank line and something was added, a blank line keeps the body the
- * body.
- */
-static void
-headers_end(struct body *b, struct buf *o, int separator)
-{
-	int	 added = 0;
-
-	b->hstate = H_BODY;
-	b->capture = CAP_NONE;
-	b->no_separator = separator;
-	if (!b->seen_msgid && b->add_msgid != NULL) {
-		out(b, o, b->add_msgid, strlen(b->add_msgid));
-		added = 1;
-	}
-	if (!b->seen_date && b->add_date != NULL) {
-		out(b, o, b->add_date, strlen(b->add_date));
-		added = 1;
-	}
-	if (separator && added)
-		out(b, o, "\r\n", 2);
-}
-
-static int
-is_name(struct body *b, const char *name)
-{
-	size_t	 n = b->hlen - b->hwsp;
-
-	return n == strlen(name) && strncasecmp(b->hname, name, n) == 0;
-}
-
-static void
-header_name(struct body *b)
-{
-	b->capture = CAP_NONE;
-	if (is_name(b, "From") && b->nfrom++ == 0)
-		b->capture = CAP_FROM;
-	if (is_name(b, "Sender") && b->nsender++ == 0)
-		b->capture = CAP_SENDER;
-	if (is_name(b, "Message-ID"))
-		b->seen_msgid = 1;
-	if (is_name(b, "Date"))
-		b->seen_date = 1;
-}
-
-/*
- * Keep an octet of the From: or Sender: value; one too many and the
- * field is flagged, never cut, so that no unchecked rest can pass.
- */
-static void
-capture(struct body *b, char c)
-{
-	char	*v;
-	size_t	*len;
-	int	*toolong;
-
-	switch (b->capture) {
-	case CAP_FROM:
-		v = b->from, len = &b->fromlen, toolong = &b->from_long;
-		break;
-	case CAP_SENDER:
-		v = b->sender, len = &b->senderlen, toolong = &b->sender_long;
-		break;
-	default:
+	if (k->n > 0 && k->p + k->n == p) {
+		k->n += n;
 		return;
 	}
-	if (*len >= BODY_FIELD_MAX) {
-		*toolong = 1;
+	flush(k);
+	if (k->b->errors)
+		return;
+	k->p = p;
+	k->n = n;
+}
+
+/* Output octets that are not in the input. */
+static void
+copy(struct sink *k, const char *p, size_t n)
+{
+	if (n == 0 || k->b->errors)
+		return;
+	flush(k);
+	if (k->b->errors)
+		return;
+	if (k->fn(k->arg, p, n, 0) == -1)
+		k->b->errors |= BODY_ERR_OUTPUT;
+}
+
+/* The header scanner's output: its input passed on, or its own octets. */
+static void
+header_out(void *arg, const char *p, size_t n)
+{
+	struct sink	*k = arg;
+
+	if ((uintptr_t)p >= (uintptr_t)k->in &&
+	    (uintptr_t)p < (uintptr_t)k->end)
+		put(k, p, n);
+	else
+		copy(k, p, n);
+}
+
+static inline void
+pass(struct body *b, struct sink *k, const char *p, size_t n)
+{
+	if (b->hdr.ended)
+		put(k, p, n);
+	else
+		header_content(&b->hdr, p, n, header_out, k);
+}
+
+/* n octets of a line's content: no CR, no LF. */
+static inline void
+content(struct body *b, struct sink *k, const char *p, size_t n)
+{
+	size_t	 room;
+
+	if (n == 0)
+		return;
+	room = b->linelen < BODY_LINE_MAX ? BODY_LINE_MAX - b->linelen : 0;
+	b->linelen += n;
+	if (n <= room) {
+		pass(b, k, p, n);
 		return;
 	}
-	/* a NUL would end the string and hide the rest from the check */
-	v[(*len)++] = c == '\0' ? '\x01' : c;
-	v[*len] = '\0';
+	/* the octets up to the limit are stored, the rest is not */
+	pass(b, k, p, room);
+	b->errors |= BODY_ERR_LONG;
+	pass(b, k, p + room, n - room);
 }
 
-/* One octet of message content (not a line ending). */
-static void
-emit(struct body *b, struct buf *o, char c)
+/* A line ended in CRLF; cr is where the pair is, or NULL if not here. */
+static inline void
+eol(struct body *b, struct sink *k, const char *cr)
 {
-	if (++b->linelen > BODY_LINE_MAX)
-		b->errors |= BODY_ERR_LONG;
-	switch (b->hstate) {
-	case H_NAME:
-		if (b->hlen == 0 && (c == ' ' || c == '\t') &&
-		    b->nheaders > 0) {
-			/* continuation of the previous field: unfolded, the
-			   white space stays */
-			b->hstate = H_VALUE;
-			capture(b, c);
-			break;
-		}
-		if (c == ':' && b->hlen > 0) {
-			header_name(b);
-			b->nheaders++;
-			out(b, o, b->hname, b->hlen);
-			b->hstate = H_VALUE;
-			break;
-		}
-		/*
-		 * White space between the name and the colon (obsolete
-		 * syntax, RFC 5322 section 4.5) still makes a header field
-		 * for many readers: "From : x" is a From: field.
-		 */
-		if ((c == ' ' || c == '\t') && b->hlen > 0 &&
-		    b->hlen < sizeof(b->hname)) {
-			b->hname[b->hlen++] = c;
-			b->hwsp++;
-			return;
-		}
-		if (c > 32 && c < 127 && b->hwsp == 0) {
-			if (b->hlen < sizeof(b->hname)) {
-				b->hname[b->hlen++] = c;
-				return;
-			}
-			/*
-			 * A name longer than any we look for: write it out
-			 * and take the line as a header field.
-			 */
-			out(b, o, b->hname, b->hlen);
-			b->hname[0] = '\0';
-			b->capture = CAP_NONE;
-			b->nheaders++;
-			b->hstate = H_VALUE;
-			break;
-		}
-		/* not a header line: the body starts without a blank line */
-		headers_end(b, o, 1);
-		out(b, o, b->hname, b->hlen);
-		break;
-	case H_VALUE:
-		capture(b, c);
-		break;
-	default:
-		break;
-	}
-	out(b, o, &c, 1);
-}
-
-/* The end of a line, terminated by CRLF. */
-static void
-eol(struct body *b, struct buf *o)
-{
-	if (b->hstate == H_NAME) {
-		if (b->hlen == 0)
-			headers_end(b, o, 0);
-		else {
-			headers_end(b, o, 1);
-			out(b, o, b->hname, b->hlen);
-		}
-	} else if (b->hstate == H_VALUE)
-		b->hstate = H_NAME;
-	b->hlen = 0;
-	b->hwsp = 0;
+	if (!b->hdr.ended)
+		header_eol(&b->hdr, header_out, k);
 	b->linelen = 0;
-	out(b, o, "\r\n", 2);
+	b->lf_only = 0;
+	b->state = S_BOL;
+	if (cr != NULL)
+		put(k, cr, 2);
+	else
+		copy(k, "\r\n", 2);
+}
+
+/*
+ * Inside a line: take the content up to the next CR or LF, and that CR or
+ * LF.  *lf caches the next LF (end: none up to the end), so that input
+ * full of bare CRs is not searched again for each.  Returns where to go on.
+ */
+static inline const char *
+line(struct body *b, struct sink *k, const char *p, const char *end,
+    const char **lf)
+{
+	const char	*cr, *lim;
+
+	if (*lf == NULL || *lf < p) {
+		if ((*lf = memchr(p, '\n', end - p)) == NULL)
+			*lf = end;
+	}
+	lim = *lf;
+	if ((cr = memchr(p, '\r', lim - p)) == NULL) {
+		content(b, k, p, lim - p);
+		if (lim == end)
+			return end;
+		/* a bare LF */
+		b->errors |= BODY_ERR_BARELF;
+		b->lf_only = 1;
+		b->linelen = 0;
+		b->state = S_BOL;
+		return lim + 1;
+	}
+	content(b, k, p, cr - p);
+	if (cr + 1 == lim && lim != end) {
+		eol(b, k, cr);
+		return lim + 1;
+	}
+	if (cr + 1 == end) {
+		b->state = S_CR;
+		return end;
+	}
+	/* a bare CR is dropped, and what follows it is content again */
+	b->errors |= BODY_ERR_BARECR;
+	return cr + 1;
+}
+
+size_t
+body_scan(struct body *b, const char *in, size_t n, body_out_fn *fn,
+    void *arg)
+{
+	struct sink	 k;
+	const char	*p = in, *end = in + n, *lf = NULL;
+
+	if (n == 0)
+		return 0;
+	k.b = b;
+	k.fn = fn;
+	k.arg = arg;
+	k.in = in;
+	k.end = end;
+	k.p = NULL;
+	k.n = 0;
+	while (p < end && !b->done) {
+		switch (b->state) {
+		case S_BOL:
+			if (*p == '.') {
+				b->state = S_DOT;
+				p++;
+				break;
+			}
+			b->state = S_MID;
+			/* FALLTHROUGH */
+		case S_MID:
+			p = line(b, &k, p, end, &lf);
+			break;
+		case S_DOT:
+			if (*p == '\r') {
+				b->state = S_DOTCR;
+				p++;
+				break;
+			}
+			/* the dot was transparency: drop it */
+			b->state = S_MID;
+			break;
+		case S_DOTCR:
+			if (*p == '\n' && !b->lf_only) {
+				header_end(&b->hdr, header_out, &k);
+				b->done = 1;
+				p++;
+				break;
+			}
+			if (*p == '\n') {
+				/* ".\r\n" after a bare LF is not the end */
+				eol(b, &k, p > in ? p - 1 : NULL);
+				p++;
+				break;
+			}
+			b->errors |= BODY_ERR_BARECR;
+			b->state = S_MID;
+			break;
+		case S_CR:
+			if (*p == '\n') {
+				eol(b, &k, p > in ? p - 1 : NULL);
+				p++;
+				break;
+			}
+			b->errors |= BODY_ERR_BARECR;
+			b->state = S_MID;
+			break;
+		}
+	}
+	flush(&k);
+	return p - in;
+}
+
+/*
+ * The output of body_parse(): as much as fits, so that what is stored of
+ * a message that does not fit does not depend on how it was cut.
+ */
+static int
+buf_out(void *arg, const char *p, size_t n, int in_input)
+{
+	struct buf	*o = arg;
+	size_t		 room = o->max - buf_used(o);
+
+	if (n <= room)
+		return buf_add(o, p, n);
+	(void)buf_add(o, p, room);
+	return -1;
 }
 
 size_t
 body_parse(struct body *b, const char *in, size_t n, struct buf *o)
 {
-	size_t	 i;
-	char	 c;
-
-	for (i = 0; i < n && !b->done; i++) {
-		c = in[i];
-		switch (b->state) {
-		case S_BOL:
-			if (c == '.') {
-				b->state = S_DOT;
-				break;
-			}
-			/* FALLTHROUGH */
-		case S_MID:
- mid:
-			b->state = S_MID;
-			if (c == '\r')
-				b->state = S_CR;
-			else if (c == '\n') {
-				b->errors |= BODY_ERR_BARELF;
-				b->lf_only = 1;
-				b->linelen = 0;
-				b->state = S_BOL;
-			} else
-				emit(b, o, c);
-			break;
-		case S_DOT:
-			if (c == '\r') {
-				b->state = S_DOTCR;
-				break;
-			}
-			/* the dot was transparency: drop it */
-			goto mid;
-		case S_DOTCR:
-			if (c == '\n') {
-				if (!b->lf_only) {
-					if (b->hstate != H_BODY)
-						headers_end(b, o, 0);
-					b->done = 1;
-					break;
-				}
-				/* ".\r\n" after a bare LF is not the end */
-				b->lf_only = 0;
-				eol(b, o);
-				b->state = S_BOL;
-				break;
-			}
-			b->errors |= BODY_ERR_BARECR;
-			goto mid;
-		case S_CR:
-			if (c == '\n') {
-				b->lf_only = 0;
-				eol(b, o);
-				b->state = S_BOL;
-				break;
-			}
-			b->errors |= BODY_ERR_BARECR;
-			goto mid;
-		}
-	}
-	return i;
+	return body_scan(b, in, n, buf_out, o);
 }
 
 int
 body_stuff(int *bol, const char *in, size_t n, struct buf *o)
 {
-	const char	*p, *end = in + n, *nl;
+	const char	*p, *run, *end = in + n, *nl;
 
-	for (p = in; p < end; p = nl) {
-		if (*bol && *p == '.' && buf_add(o, ".", 1) == -1)
-			return -1;
-		if ((nl = memchr(p, '\n', end - p)) == NULL) {
-			*bol = 0;
-			nl = end;
-		} else {
-			nl++;
-			*bol = 1;
+	if (n == 0)
+		return 0;
+	if (*bol && *in == '.' && buf_add(o, ".", 1) == -1)
+		return -1;
+	/* one copy for each run of lines that need no dot */
+	for (run = p = in; (nl = memchr(p, '\n', end - p)) != NULL; ) {
+		p = nl + 1;
+		if (p < end && *p == '.') {
+			if (buf_add(o, run, p - run) == -1 ||
+			    buf_add(o, ".", 1) == -1)
+				return -1;
+			run = p;
 		}
-		if (buf_add(o, p, nl - p) == -1)
-			return -1;
 	}
+	if (buf_add(o, run, end - run) == -1)
+		return -1;
+	*bol = end[-1] == '\n';
 	return 0;
 }

@@ -396,6 +396,14 @@ io_cb(int fd, short ev, void *arg)
 		}
 		if (n == 0)
 			break;
+		/*
+		 * A message is framed and written as it comes: with what
+		 * the client has sent by now, up to the buffer's room, so
+		 * that the message file gets fewer and larger writes.  An
+		 * error or EOF is seen by the next read, after the input.
+		 */
+		while (s->state == S_DATA && wants_input(s) && io_read(s) > 0)
+			;
 		session_input(s);
 	}
 	io_arm(s);

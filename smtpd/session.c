@@ -17,6 +17,7 @@
  * handler forgot, so a pipelining client never gets out of step.
  */
 #include <sys/types.h>
+#include <sys/uio.h>
 #ifdef SMSUBMIT_REGRESS
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -39,9 +40,9 @@
 #include "log.h"
 #include "smsubmit.h"
 
-#define DATA_FLUSH	(64 * 1024)
 #define DATA_MIN_RATE	1024	/* octets a second, on average, in DATA */
 #define DATA_BUF_MAX	(256 * 1024)
+#define DATA_PIECES	64	/* of the message, written in one writev */
 
 /*
  * The state rules, as data: a command's checks are tried in order before
@@ -1088,14 +1089,40 @@ data_begin(struct session *s)
 	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
-static void
-data_write(struct session *s)
-{
-	ssize_t	 n;
+/*
+ * What one data_input() has of the message for the file, in order: runs
+ * of the client's input (s->in, still unconsumed), and octets that
+ * body_scan() made (the Received: line, added headers, a field name
+ * held back), copied to s->dbuf and kept as offsets there, since dbuf may
+ * move as it grows.  All of it is written before data_input() returns,
+ * so each octet of the body is copied once, by the kernel, from the
+ * buffer tls_read() filled.
+ */
+struct data_out {
+	struct session	*s;
+	int		 n;
+	struct {
+		const char	*p;	/* NULL: at off in s->dbuf */
+		size_t		 off;
+		size_t		 len;
+	}		 piece[DATA_PIECES];
+};
 
-	while (buf_used(&s->dbuf) > 0 && s->data_errno == 0) {
-		if ((n = write(s->msgfd, buf_head(&s->dbuf),
-		    buf_used(&s->dbuf))) == -1) {
+static void
+data_write(struct data_out *d)
+{
+	struct session	*s = d->s;
+	struct iovec	 iov[DATA_PIECES];
+	ssize_t		 n;
+	int		 i, first = 0;
+
+	for (i = 0; i < d->n; i++) {
+		iov[i].iov_base = d->piece[i].p != NULL ?
+		    (void *)d->piece[i].p : buf_head(&s->dbuf) + d->piece[i].off;
+		iov[i].iov_len = d->piece[i].len;
+	}
+	while (first < d->n && s->data_errno == 0) {
+		if ((n = writev(s->msgfd, iov + first, d->n - first)) == -1) {
 			if (errno == EINTR)
 				continue;
 			s->data_errno = errno;
@@ -1103,9 +1130,56 @@ data_write(struct session *s)
 			    s->msgid);
 			break;
 		}
-		buf_drain(&s->dbuf, n);
+		/* a short write: go on where it stopped */
+		while (first < d->n && (size_t)n >= iov[first].iov_len)
+			n -= iov[first++].iov_len;
+		if (first < d->n) {
+			iov[first].iov_base = (char *)iov[first].iov_base + n;
+			iov[first].iov_len -= n;
+		}
 	}
+	d->n = 0;
 	buf_drain(&s->dbuf, buf_used(&s->dbuf));
+}
+
+/* There is room: data_out() made it before it could touch dbuf. */
+static void
+data_piece(struct data_out *d, const char *p, size_t off, size_t len)
+{
+	d->piece[d->n].p = p;
+	d->piece[d->n].off = off;
+	d->piece[d->n].len = len;
+	d->n++;
+}
+
+/* body_scan()'s output: counted, and kept for data_write(). */
+static int
+data_out(void *arg, const char *p, size_t n, int in_input)
+{
+	struct data_out	*d = arg;
+	struct session	*s = d->s;
+	size_t		 off;
+
+	s->msgsize += n;
+	if (s->msgsize > s->conf->max_message_size)
+		s->flags |= SF_DATAFULL;
+	if (s->flags & SF_DATAFULL) {
+		/* the message is refused: nothing more is stored */
+		d->n = 0;
+		buf_drain(&s->dbuf, buf_used(&s->dbuf));
+		return 0;
+	}
+	if (d->n == DATA_PIECES)
+		data_write(d);
+	if (in_input) {
+		data_piece(d, p, 0, n);
+		return 0;
+	}
+	off = buf_used(&s->dbuf);
+	if (buf_add(&s->dbuf, p, n) == -1)
+		return -1;
+	data_piece(d, NULL, off, n);
+	return 0;
 }
 
 static int
@@ -1122,27 +1196,27 @@ header_addr_allowed(const char *addr, void *arg)
  * is refused, never checked in part.  NULL if allowed, else why not.
  */
 static const char *
-header_from_refused(struct session *s, struct body *b)
+header_from_refused(struct session *s, const struct header *h)
 {
 	if (s->senders != NULL && strcmp(s->senders, "*") == 0)
 		return NULL;
-	if (b->from_long || b->sender_long)
+	if (h->from_long || h->sender_long)
 		return "too long to check";
 	/*
 	 * A line that is no header field ended the header section for us,
 	 * but a reader that looks for the blank line would take what
 	 * follows as more fields, a From: among them: unchecked.
 	 */
-	if (b->no_separator)
+	if (h->no_separator)
 		return "after a line that is no header field";
-	if (b->nfrom != 1)
-		return b->nfrom == 0 ? "missing" : "more than one";
-	if (b->nsender > 1)
+	if (h->nfrom != 1)
+		return h->nfrom == 0 ? "missing" : "more than one";
+	if (h->nsender > 1)
 		return "more than one Sender:";
-	if (addr_header_mailboxes(b->from, ADDR_UTF8, header_addr_allowed,
+	if (addr_header_mailboxes(h->from, ADDR_UTF8, header_addr_allowed,
 	    s) < 1)
 		return "not allowed";
-	if (b->nsender == 1 && addr_header_mailboxes(b->sender, ADDR_UTF8,
+	if (h->nsender == 1 && addr_header_mailboxes(h->sender, ADDR_UTF8,
 	    header_addr_allowed, s) != 1)
 		return "Sender: not allowed";
 	return NULL;
@@ -1177,14 +1251,14 @@ data_end(struct session *s)
 		return;
 	}
 	if (conf->senders_check_from &&
-	    (why = header_from_refused(s, b)) != NULL) {
+	    (why = header_from_refused(s, &b->hdr)) != NULL) {
 		log_info("session %08x message %s refused: From: header %s "
 		    "for user=%s", s->id, s->msgid, why,
 		    log_escape(euser, sizeof(euser), s->user));
-		if (b->from_long || b->sender_long)
+		if (b->hdr.from_long || b->hdr.sender_long)
 			session_reply(s, "550 5.7.1 From: or Sender: header "
 			    "too long to check");
-		else if (b->no_separator)
+		else if (b->hdr.no_separator)
 			session_reply(s, "550 5.7.1 Header section not ended "
 			    "by a blank line: From: cannot be checked");
 		else
@@ -1193,7 +1267,6 @@ data_end(struct session *s)
 		transaction_reset(s);
 		return;
 	}
-	data_write(s);
 	if (s->data_errno != 0 || (b->errors & BODY_ERR_OUTPUT)) {
 		if (s->data_errno == ENOSPC || s->data_errno == EDQUOT)
 			session_reply(s, "452 4.3.1 Insufficient system "
@@ -1222,10 +1295,18 @@ static void
 data_input(struct session *s)
 {
 	struct smsubmit_conf	*conf = s->conf;
-	size_t			 n, before;
+	struct data_out		 d;
+	size_t			 n;
 
-	before = buf_used(&s->dbuf);
-	n = body_parse(s->body, buf_head(&s->in), buf_used(&s->in), &s->dbuf);
+	d.s = s;
+	d.n = 0;
+	/* the Received: line that data_begin() put there */
+	if (buf_used(&s->dbuf) > 0 && !(s->flags & SF_DATAFULL))
+		data_piece(&d, NULL, 0, buf_used(&s->dbuf));
+	n = body_scan(s->body, buf_head(&s->in), buf_used(&s->in), data_out,
+	    &d);
+	/* before the input it points into is drained */
+	data_write(&d);
 	buf_drain(&s->in, n);
 	/*
 	 * "timeout data" is idle time: each read of the message restarts
@@ -1237,13 +1318,6 @@ data_input(struct session *s)
 	s->deadline = MINIMUM(time(NULL) + conf->timeout_data,
 	    s->data_start + conf->timeout_data +
 	    (time_t)(s->data_read / DATA_MIN_RATE));
-	s->msgsize += buf_used(&s->dbuf) - before;
-	if (s->msgsize > conf->max_message_size)
-		s->flags |= SF_DATAFULL;
-	if (s->flags & SF_DATAFULL)
-		buf_drain(&s->dbuf, buf_used(&s->dbuf));
-	else if (buf_used(&s->dbuf) >= DATA_FLUSH || s->body->done)
-		data_write(s);
 	if (s->body->done) {
 		s->deadline = time(NULL) + conf->timeout_command;
 		s->owed++;	/* the final dot is answered */

@@ -10,6 +10,7 @@ it with regress/bench/smtpload and prints one line per scenario and figure:
     p8     8 clients, 100 messages per session
     big8   8 clients, 1 MB messages (10 per session)
     idle   BENCHIDLE (1000) authenticated TLS sessions kept open, idle
+    body   the DATA framing alone (regress/bench/bodybench, smsubmit only)
 
 Figures: messages/s and MB/s accepted during the load; e2e msg/s (messages
 relayed / (load + drain)); p50/p99 of the latency of the final 250 (from
@@ -19,7 +20,10 @@ before the load and after the drain); the load generator's own CPU per
 message and the share of the machine's CPU time left idle during the load
 (near 0: the two cores are the bound, not either program); drain time (from the end of the load
 until the sink has every accepted message); memory per idle session (the
-growth of the server's summed RSS, and PSS, divided by the sessions).
+growth of the server's summed RSS, and PSS, divided by the sessions);
+for body, the MB/s of body_parse (with its copy), body_scan (without) and
+body_stuff on a 10 MB message of 76-octet lines, and of 990-octet lines
+(_long).
 
     python3 regress/bench/bench.py [--peer postfix] [--time S] [--idle N]
         [--only ROW,...] [--repeat N]
@@ -58,6 +62,7 @@ import postfix  # noqa: E402
 
 SINK = os.path.join(HERE, "sink")
 LOAD = os.path.join(HERE, "smtpload")
+BODYBENCH = os.path.join(HERE, "bodybench")
 CLK = os.sysconf("SC_CLK_TCK")
 DRAIN_MAX = 120
 
@@ -85,6 +90,10 @@ IDLE_FIGURES = [
     ("rss_KiB/session", "%.1f", "lower"),
     ("pss_KiB/session", "%.1f", "lower"),
 ]
+
+BODY_FIGURES = [(f, "%.1f", "higher") for f in (
+    "parse_MB/s", "parse_long_MB/s", "scan_MB/s", "scan_long_MB/s",
+    "stuff_MB/s", "stuff_long_MB/s")]
 
 
 def log(msg):
@@ -430,6 +439,17 @@ def idle(server, n):
     }
 
 
+def bodybench(seconds):
+    """The framing code's own figures: "name value" lines."""
+    p = subprocess.run([BODYBENCH, "%g" % min(seconds, 5.0)],
+                       capture_output=True, timeout=300, check=True)
+    out = {}
+    for line in p.stdout.decode().splitlines():
+        name, value = line.split()
+        out[name] = float(value)
+    return out
+
+
 def bench(kind, seconds, nidle, only):
     """The load rows on one server, then the idle row on a fresh one: the
     idle sessions must not reuse memory the busy rows freed, and the
@@ -453,6 +473,9 @@ def bench(kind, seconds, nidle, only):
         with_server(kind, nidle, seconds, run_rows)
     if not only or "idle" in only:
         with_server(kind, nidle, seconds, run_idle)
+    if kind is Ours and (not only or "body" in only):
+        log("%s: body (bodybench)" % kind.name)
+        results["body"] = bodybench(seconds)
     return results
 
 
@@ -503,11 +526,12 @@ def table(names, runs, only):
     if len(names) == 2:
         head += " %8s  better" % ("ratio")
     lines = [head]
-    rows = [(s[0], FIGURES) for s in SCENARIOS] + [("idle", IDLE_FIGURES)]
+    rows = [(s[0], FIGURES) for s in SCENARIOS] + [
+        ("idle", IDLE_FIGURES), ("body", BODY_FIGURES)]
     rows = [r for r in rows if not only or r[0] in only]
     for row, figures in rows:
         for fig, f, better in figures:
-            vals = [r[row].get(fig) for r in runs]
+            vals = [r.get(row, {}).get(fig) for r in runs]
             line = "%-6s %-16s" % (row, fig) + "".join(
                 " %12s" % fmt(f, v) for v in vals)
             if len(names) == 2:
@@ -547,7 +571,7 @@ def main():
     a = ap.parse_args()
     only = [x for x in a.only.split(",") if x]
     for x in only:
-        if x not in [s[0] for s in SCENARIOS] + ["idle"]:
+        if x not in [s[0] for s in SCENARIOS] + ["idle", "body"]:
             ap.error("no row %r" % x)
     # every idle session is a descriptor in the daemon (which inherits
     # this limit) and in the generator

@@ -5,7 +5,8 @@
  * a bare CR or LF or an overlong line without flagging it, must store
  * what was sent less the transparency dots, and its output dot-stuffed
  * by body_stuff() (as the relay sends it) must parse back to the same
- * bytes.
+ * bytes.  And it must agree, octet for octet and flag for flag, with the
+ * per-octet reference model of regress/unit/body_model.h.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "body.h"
 #include "buf.h"
 #include "fuzz.h"
+#include "../unit/body_model.h"
 
 struct result {
 	struct buf	 out;
@@ -111,6 +113,28 @@ check_unchanged(const struct result *r, const char *in)
 		CHECK(i == n);
 }
 
+/* The reference model, fed in the same two pieces. */
+static void
+against_model(const struct result *r, const char *in, size_t n, size_t split,
+    size_t max)
+{
+	struct model_body	 m;
+	struct buf		 o;
+	size_t			 c;
+
+	buf_init(&o, max);
+	model_init(&m, NULL, NULL);
+	c = model_parse(&m, in, split, &o);
+	if (!m.done)
+		c += model_parse(&m, in + split, n - split, &o);
+	CHECK(m.errors == r->errors && m.done == r->done &&
+	    c == r->consumed);
+	CHECK(buf_used(&o) == buf_used(&r->out));
+	CHECK(buf_used(&o) == 0 ||
+	    memcmp(head(&o), head(&r->out), buf_used(&o)) == 0);
+	buf_free(&o);
+}
+
 static void
 roundtrip(const struct result *r)
 {
@@ -153,6 +177,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	parse(&whole, in, n, n, max);
 	parse(&split, in, n, at, max);
 	CHECK(same(&whole, &split));
+	against_model(&split, in, n, at, max);
 	CHECK((whole.errors & BODY_ERR_OUTPUT) == 0);
 	if (whole.errors == 0) {
 		check_lines(&whole.out);

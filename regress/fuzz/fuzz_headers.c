@@ -275,19 +275,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    &b);
 		CHECK(c == w);
 		/* the From: capture, for the sender check */
-		CHECK(b.nfrom == m.nfrom);
+		CHECK(b.hdr.nfrom == m.nfrom);
 		/* terminated; a NUL inside is the sender check's to refuse */
-		CHECK(b.fromlen < sizeof(b.from) && b.from[b.fromlen] == '\0');
+		CHECK(b.hdr.fromlen < sizeof(b.hdr.from) &&
+		    b.hdr.from[b.hdr.fromlen] == '\0');
 		if (errors == 0 && m.nfrom > 0 && m.fromlen < BODY_LINE_MAX - 1)
-			CHECK(same_words(b.from, b.fromlen, m.from, m.fromlen));
+			CHECK(same_words(b.hdr.from, b.hdr.fromlen, m.from,
+			    m.fromlen));
 		/* in pieces, the same */
 		buf_init(&o2, max);
 		c = parse_split(wire, w, adds[j].msgid, adds[j].date, &o2,
 		    data, size < 16 ? size : 16, &b2);
 		CHECK(c == w);
-		CHECK(b2.errors == b.errors && b2.nfrom == b.nfrom);
-		CHECK(b2.fromlen == b.fromlen &&
-		    memcmp(b2.from, b.from, b.fromlen) == 0);
+		CHECK(b2.errors == b.errors && b2.hdr.nfrom == b.hdr.nfrom);
+		CHECK(b2.hdr.fromlen == b.hdr.fromlen &&
+		    memcmp(b2.hdr.from, b.hdr.from, b.hdr.fromlen) == 0);
 		CHECK(buf_used(&o2) == buf_used(&o) && memcmp(head(&o2),
 		    head(&o), buf_used(&o)) == 0);
 		buf_free(&o2);

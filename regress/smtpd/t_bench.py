@@ -12,12 +12,14 @@ ROWS = ("c1", "s32", "p8", "big8")
 FIGURES = ("msg/s", "MB/s", "e2e_msg/s", "p50_ms", "p99_ms", "cpu_ms/msg",
            "load_cpu_ms/msg", "machine_idle_%",
            "drain_s")
+BODY = ("parse_MB/s", "parse_long_MB/s", "scan_MB/s", "scan_long_MB/s",
+        "stuff_MB/s", "stuff_long_MB/s")
 IDLE = 50
 
 
 @timeout(90)
 def t_bench_prints_every_row_with_numbers():
-    for b in ("smtpload", "sink"):
+    for b in ("smtpload", "sink", "bodybench"):
         if not os.access(os.path.join(BENCH, b), os.X_OK):
             raise Skip("regress/bench/%s is not built (make regress "
                        "builds it)" % b)
@@ -49,4 +51,9 @@ def t_bench_prints_every_row_with_numbers():
     v = float(got[("idle", "pss_KiB/session")])
     assert math.isfinite(v), "idle PSS/session = %s" % v
     assert "# smsubmit idle: %d sessions held" % IDLE in out, out
+    for fig in BODY:
+        v = got.get(("body", fig))
+        assert v is not None, "no body %s in:\n%s" % (fig, out)
+        assert math.isfinite(float(v)) and float(v) > 0, "body %s = %s" % (
+            fig, v)
     assert "errors" not in out, out

@@ -1,6 +1,8 @@
 """What DATA refuses: bare CR or LF (SMTP smuggling), long lines, size.
 Only <CRLF>.<CRLF> ends DATA, and nothing of a refused message is relayed."""
 
+import random
+
 from harness import MESSAGE_SIZE, expect, message, queue_id, strip_received, \
     stuff, unique
 
@@ -170,3 +172,43 @@ def t_data_dot_stuffing_not_end(d):
     want = b"\r\n".join(l[1:] if l.startswith(b".") else l
                          for l in msg.split(b"\r\n"))
     assert rest == want, "got %r, want %r" % (rest[-60:], want[-60:])
+
+
+def t_data_large_message_in_odd_pieces_stored_exactly(d):
+    """A large message with dot lines, lines of every length up to 998
+    and empty lines, sent in pieces of random size (so reads end inside
+    a CRLF, after a line's dot, anywhere), arrives octet for octet; and
+    without Message-ID: and Date:, the body is still untouched."""
+    rnd = random.Random(12)
+    lines = []
+    size = 0
+    while size < MESSAGE_SIZE // 2:
+        k = rnd.choice((0, 1, 76, 76, 76, 997, 998, rnd.randrange(999)))
+        line = "".join(rnd.choice("abc .:\t") for _ in range(k))
+        if rnd.randrange(20) == 0:
+            line = "." + line[1:] if line else "."
+        lines.append(line)
+        size += len(line) + 2
+    body = ("\r\n".join(lines) + "\r\n").encode()
+    for msgid in (True, False):
+        tag = unique("odd")
+        msg = message(tag, body, msgid=msgid, date=msgid)
+        c = d.session()
+        expect(c.cmd("MAIL FROM:<alice@example.org>"), 250, "2.1.0")
+        expect(c.cmd("RCPT TO:<bob@example.org>"), 250, "2.1.5")
+        expect(c.cmd("DATA"), 354)
+        raw = stuff(msg)
+        off = 0
+        while off < len(raw):
+            n = rnd.choice((1, 2, 3, rnd.randrange(1, 70000)))
+            c.send(raw[off:off + n])
+            off += n
+        qid = queue_id(expect(c.reply(), 250, "2.0.0"))
+        _, rest = strip_received(d.wait_message(qid).eml)
+        if msgid:
+            assert rest == msg, "the message changed in transit"
+        else:
+            assert rest.split(b"\r\n\r\n", 1)[1] == body, \
+                "the body changed in transit"
+            assert b"\r\nMessage-ID: <" in rest.split(b"\r\n\r\n", 1)[0]
+        c.quit()

@@ -1,7 +1,7 @@
 /*
- * t_body.c: unit tests for common/body.c, DATA framing and header
- * scanning.  Every message is parsed whole, one byte at a time and in
- * random chunks; the three must agree.
+ * t_body.c: unit tests for common/body.c (DATA framing) and header.c
+ * (header scanning).  Every message is parsed whole, one byte at a time
+ * and in random chunks; the three must agree.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -702,12 +702,12 @@ captured(const char *msg, struct body *whole)
 	for (i = 0; i < n && !one.done; i++)
 		body_parse(&one, msg + i, 1, &o);
 	buf_free(&o);
-	return whole->done && one.done && whole->nfrom == one.nfrom &&
-	    whole->nsender == one.nsender &&
-	    strcmp(whole->from, one.from) == 0 &&
-	    strcmp(whole->sender, one.sender) == 0 &&
-	    whole->from_long == one.from_long &&
-	    whole->sender_long == one.sender_long;
+	return whole->done && one.done && whole->hdr.nfrom == one.hdr.nfrom &&
+	    whole->hdr.nsender == one.hdr.nsender &&
+	    strcmp(whole->hdr.from, one.hdr.from) == 0 &&
+	    strcmp(whole->hdr.sender, one.hdr.sender) == 0 &&
+	    whole->hdr.from_long == one.hdr.from_long &&
+	    whole->hdr.sender_long == one.hdr.sender_long;
 }
 
 static void
@@ -718,26 +718,28 @@ test_from_capture(void)
 	size_t			 n;
 
 	ok(captured("From: Alice\r\n <a@b.c>,\r\n\tc@d.e\r\nSender: s@t.u\r\n"
-	    "\r\nbody\r\n.\r\n", &b) && b.nfrom == 1 && b.nsender == 1 &&
-	    strcmp(b.from, " Alice <a@b.c>,\tc@d.e") == 0 &&
-	    strcmp(b.sender, " s@t.u") == 0,
+	    "\r\nbody\r\n.\r\n", &b) && b.hdr.nfrom == 1 &&
+	    b.hdr.nsender == 1 &&
+	    strcmp(b.hdr.from, " Alice <a@b.c>,\tc@d.e") == 0 &&
+	    strcmp(b.hdr.sender, " s@t.u") == 0,
 	    "From: unfolded with its white space, Sender: kept");
 	ok(captured("From : x@y.z\r\nFrom\t: p@q.r\r\n\r\n.\r\n", &b) &&
-	    b.nfrom == 2 && strcmp(b.from, " x@y.z") == 0,
+	    b.hdr.nfrom == 2 && strcmp(b.hdr.from, " x@y.z") == 0,
 	    "\"From :\" (obsolete syntax) counts as a From: field");
 	ok(captured("Subject: a\r\nFromage: x\r\nsender: s@t.u\r\n\r\n.\r\n",
-	    &b) && b.nfrom == 0 && b.nsender == 1, "names match whole, in any "
-	    "case");
+	    &b) && b.hdr.nfrom == 0 && b.hdr.nsender == 1,
+	    "names match whole, in any case");
 	n = strlcpy(msg, "From: a@b.c", sizeof(msg));
 	while (n < 2 * BODY_FIELD_MAX)
 		n += strlcpy(msg + n, ",\r\n x@y.z", sizeof(msg) - n);
 	strlcat(msg, "\r\n\r\n.\r\n", sizeof(msg));
-	ok(captured(msg, &b) && b.from_long && b.fromlen == BODY_FIELD_MAX &&
-	    !b.sender_long, "a From: over %d octets is flagged, not cut "
+	ok(captured(msg, &b) && b.hdr.from_long &&
+	    b.hdr.fromlen == BODY_FIELD_MAX &&
+	    !b.hdr.sender_long, "a From: over %d octets is flagged, not cut "
 	    "silently", BODY_FIELD_MAX);
 	memmove(msg + 6, msg + 4, strlen(msg + 4) + 1);
 	memcpy(msg, "Sender", 6);
-	ok(captured(msg, &b) && b.sender_long && !b.from_long,
+	ok(captured(msg, &b) && b.hdr.sender_long && !b.hdr.from_long,
 	    "so is a Sender:");
 }
 
