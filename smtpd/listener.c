@@ -270,6 +270,13 @@ io_arm(struct session *s)
 	time_t		 now;
 	short		 ev = 0;
 
+	/*
+	 * An idle session keeps no buffers: the input one was reserved
+	 * (READ_CHUNK) by a read that may have found nothing, the output
+	 * one is written out.  The next read or reply allocates again.
+	 */
+	buf_release(&s->in);
+	buf_release(&s->out);
 	if (buf_used(&s->out) > 0)
 		ev |= s->wwant ? s->wwant : EV_WRITE;
 	if (s->flags & SF_PROXYHDR)
