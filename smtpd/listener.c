@@ -527,7 +527,9 @@ listener_auth_end(struct session *s)
 	if (s->pending == PENDING_AUTH && !s->auth_held)
 		x->owed++;
 	ipc_send(w->ipc, IMSG_AUTH_END, s->id, -1, "");
-	evtimer_del(s->auth_timer);
+	/* an authenticated session waits for no worker again: no timer */
+	event_free(s->auth_timer);
+	s->auth_timer = NULL;
 	s->authw = NULL;
 	s->auth_held = 0;
 }
@@ -1336,9 +1338,12 @@ auth_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 	if (!s->auth_held)
 		w->busy--;
 	s->auth_held = 0;
-	evtimer_del(s->auth_timer);
-	if (msg->type != IMSG_AUTH_CONTINUE)
+	if (msg->type != IMSG_AUTH_CONTINUE) {
 		s->authw = NULL;	/* the worker forgot the exchange */
+		event_free(s->auth_timer);
+		s->auth_timer = NULL;
+	} else
+		evtimer_del(s->auth_timer);
 	session_auth_result(s, msg);
 	pump(s);
 }
