@@ -576,6 +576,8 @@ session_free(struct session *s)
 	if (s->auth_timer != NULL)
 		event_free(s->auth_timer);
 	free(s->senders);
+	free(s->helo);
+	free(s->user);
 	if (!(s->flags & SF_PROXYHDR))
 		log_info("session %08x disconnect", s->id);
 	SPLAY_REMOVE(sessiontree, &sessions, s);
