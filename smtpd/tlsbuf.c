@@ -24,20 +24,30 @@
 
 #include <openssl/ssl.h>
 
-SSL_CTX *
-SSL_CTX_new(const SSL_METHOD *method)
-{
-	static SSL_CTX	*(*real)(const SSL_METHOD *);
-	SSL_CTX		*ctx;
+static SSL_CTX	*(*real_SSL_CTX_new)(const SSL_METHOD *);
 
-	if (real == NULL &&
-	    (real = (SSL_CTX *(*)(const SSL_METHOD *))dlsym(RTLD_NEXT,
-	    "SSL_CTX_new")) == NULL) {
+/*
+ * Found at start-up, before any process forks or enters its sandbox:
+ * dlsym() in a sandboxed child is nothing to count on.
+ */
+__attribute__((constructor)) static void
+tlsbuf_init(void)
+{
+	real_SSL_CTX_new = (SSL_CTX *(*)(const SSL_METHOD *))dlsym(RTLD_NEXT,
+	    "SSL_CTX_new");
+	if (real_SSL_CTX_new == NULL) {
 		/* no OpenSSL under us: nothing sane to fall back to */
 		fprintf(stderr, "SSL_CTX_new: %s\n", dlerror());
 		abort();
 	}
-	if ((ctx = real(method)) != NULL)
+}
+
+SSL_CTX *
+SSL_CTX_new(const SSL_METHOD *method)
+{
+	SSL_CTX	*ctx;
+
+	if ((ctx = real_SSL_CTX_new(method)) != NULL)
 		SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	return ctx;
 }
