@@ -11,7 +11,7 @@ DESTDIR	?=
 CC	?= cc
 YACC	?= bison -y
 PKG_CONFIG ?= pkg-config
-PKGS	 = libtls libcrypto libsasl2 libbsd-overlay libevent
+PKGS	 = libtls libssl libcrypto libsasl2 libbsd-overlay libevent
 ifeq ($(shell uname -s),Linux)
 PKGS	+= libseccomp
 endif
@@ -43,7 +43,7 @@ SMTPD	 = smtpd/smsubmit.o smtpd/proc.o smtpd/parse.o smtpd/listener.o \
 	   smtpd/session.o smtpd/signer.o smtpd/auth.o smtpd/queue.o \
 	   smtpd/relay.o smtpd/envelope.o smtpd/bounce.o smtpd/control.o \
 	   smtpd/crypto.o smtpd/sandbox.o smtpd/check.o smtpd/keypair.o \
-	   smtpd/userlimit.o smtpd/stats.o smtpd/spare.o \
+	   smtpd/userlimit.o smtpd/stats.o smtpd/spare.o smtpd/tlsbuf.o \
 	   smtpd/scheduler.o
 UNIT	 = $(patsubst %.c,%,$(wildcard regress/unit/t_*.c))
 # load generator and discarding relay host of `make bench` (before the

@@ -31,6 +31,13 @@ buf_freezero(struct buf *b)
 	b->off = b->len = b->cap = 0;
 }
 
+void
+buf_release(struct buf *b)
+{
+	if (b->data != NULL && b->off == b->len)
+		buf_free(b);
+}
+
 char *
 buf_reserve(struct buf *b, size_t n)
 {

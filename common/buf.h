@@ -4,6 +4,9 @@
  * Data is appended at the end and consumed from the front; consumed space
  * is reclaimed lazily.  A buffer never grows past the limit given to
  * buf_init(), so a peer cannot make us allocate without bound.
+ * Storage is allocated by the first write (buf_add, buf_reserve) and can
+ * be given back whenever the buffer is empty (buf_release), so a buffer
+ * that holds nothing costs nothing but the struct.
  */
 #ifndef BUF_H
 #define BUF_H
@@ -21,6 +24,12 @@ struct buf {
 void	 buf_init(struct buf *, size_t max);
 void	 buf_free(struct buf *);
 void	 buf_freezero(struct buf *);
+/*
+ * Free the storage of a buffer that holds no unread data (a no-op if it
+ * holds some): it is allocated again by the next write.  Pointers from
+ * buf_head() or buf_reserve() are invalid after it.
+ */
+void	 buf_release(struct buf *);
 int	 buf_add(struct buf *, const void *, size_t);
 int	 buf_printf(struct buf *, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));

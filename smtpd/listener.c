@@ -270,6 +270,13 @@ io_arm(struct session *s)
 	time_t		 now;
 	short		 ev = 0;
 
+	/*
+	 * An idle session keeps no buffers: the input one was reserved
+	 * (READ_CHUNK) by a read that may have found nothing, the output
+	 * one is written out.  The next read or reply allocates again.
+	 */
+	buf_release(&s->in);
+	buf_release(&s->out);
 	if (buf_used(&s->out) > 0)
 		ev |= s->wwant ? s->wwant : EV_WRITE;
 	if (s->flags & SF_PROXYHDR)
@@ -528,7 +535,9 @@ listener_auth_end(struct session *s)
 	if (s->pending == PENDING_AUTH && !s->auth_held)
 		x->owed++;
 	ipc_send(w->ipc, IMSG_AUTH_END, s->id, -1, "");
-	evtimer_del(s->auth_timer);
+	/* an authenticated session waits for no worker again: no timer */
+	event_free(s->auth_timer);
+	s->auth_timer = NULL;
 	s->authw = NULL;
 	s->auth_held = 0;
 }
@@ -575,6 +584,8 @@ session_free(struct session *s)
 	if (s->auth_timer != NULL)
 		event_free(s->auth_timer);
 	free(s->senders);
+	free(s->helo);
+	free(s->user);
 	if (!(s->flags & SF_PROXYHDR))
 		log_info("session %08x disconnect", s->id);
 	SPLAY_REMOVE(sessiontree, &sessions, s);
@@ -1337,9 +1348,12 @@ auth_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 	if (!s->auth_held)
 		w->busy--;
 	s->auth_held = 0;
-	evtimer_del(s->auth_timer);
-	if (msg->type != IMSG_AUTH_CONTINUE)
+	if (msg->type != IMSG_AUTH_CONTINUE) {
 		s->authw = NULL;	/* the worker forgot the exchange */
+		event_free(s->auth_timer);
+		s->auth_timer = NULL;
+	} else
+		evtimer_del(s->auth_timer);
 	session_auth_result(s, msg);
 	pump(s);
 }

@@ -229,7 +229,8 @@ transaction_reset(struct session *s)
 	s->nrcpts = 0;
 	free(s->rcpt_held);
 	s->rcpt_held = NULL;
-	s->from[0] = '\0';
+	free(s->from);
+	s->from = NULL;
 	s->flags &= ~(SF_8BITMIME | SF_SMTPUTF8 | SF_DATAFULL);
 	free(s->body);
 	s->body = NULL;
@@ -259,7 +260,8 @@ session_start(struct session *s)
 	if (s->flags & SF_STARTTLS) {
 		/* RFC 3207: forget everything learnt before TLS */
 		s->flags &= ~(SF_STARTTLS | SF_EHLO);
-		s->helo[0] = '\0';
+		free(s->helo);
+		s->helo = NULL;
 		s->state = S_CONNECTED;
 		return;
 	}
@@ -528,18 +530,39 @@ helo_valid(const char *arg)
 	return 1;
 }
 
+/*
+ * A sanitised copy of a client's string (at most max - 1 bytes of it),
+ * allocated to its size: a session keeps its HELO name and user name for
+ * its whole life, mostly far shorter than they may be.
+ */
+static char *
+sanitised_copy(const char *raw, size_t max)
+{
+	char	 buf[SANITISED_MAX];
+
+	log_sanitise(buf, MINIMUM(max, sizeof(buf)), raw);
+	return strdup(buf);
+}
+
 /* HELO and EHLO: 0 once the session is greeted, -1 if refused (501). */
 static int
 greet(struct session *s, const char *arg, int ehlo)
 {
+	char	*helo;
+
 	if (!helo_valid(arg)) {
 		/* one reply: a good HELO before stays in force, unanswered */
 		session_reply(s, "501 5.5.4 %s requires a valid domain",
 		    ehlo ? "EHLO" : "HELO");
 		return -1;
 	}
+	if ((helo = sanitised_copy(arg, HELO_MAX)) == NULL) {
+		session_reply(s, "451 4.3.0 Out of memory");
+		return -1;
+	}
 	transaction_reset(s);
-	log_sanitise(s->helo, sizeof(s->helo), arg);
+	free(s->helo);
+	s->helo = helo;
 	s->state = S_HELO;
 	s->flags = ehlo ? (s->flags | SF_EHLO) : (s->flags & ~SF_EHLO);
 	return 0;
@@ -661,13 +684,15 @@ session_auth_result(struct session *s, struct ipc_msg *msg)
 	case IMSG_AUTH_OK:
 		if (ipc_unpack(msg, "ss", &str, &senders) == -1)
 			fatalx("bad AUTH_OK");
-		if ((s->senders = strdup(senders)) == NULL) {
+		if ((s->senders = strdup(senders)) == NULL ||
+		    (s->user = sanitised_copy(str, USER_MAX)) == NULL) {
+			free(s->senders);
+			s->senders = NULL;
 			session_reply(s, "454 4.7.0 Temporary authentication "
 			    "failure");
 			s->state = S_HELO;
 			break;
 		}
-		log_sanitise(s->user, sizeof(s->user), str);
 		s->flags |= SF_AUTHED;
 		s->env->stats.auth_ok++;
 		s->state = S_HELO;
@@ -820,7 +845,7 @@ cmd_mail(struct session *s, const char *arg)
 {
 	const char	*params, *msg;
 	char		 addr[ADDR_MAX], eaddr[LOG_ESCAPE_MAX(ADDR_MAX)];
-	char		 euser[LOG_ESCAPE_MAX(sizeof(s->user))];
+	char		 euser[LOG_ESCAPE_MAX(USER_MAX)];
 	int		 code, flags;
 
 	if (strncasecmp(arg, "FROM:", 5) != 0) {
@@ -849,7 +874,11 @@ cmd_mail(struct session *s, const char *arg)
 		    "this user");
 		return;
 	}
-	strlcpy(s->from, addr, sizeof(s->from));
+	free(s->from);
+	if ((s->from = strdup(addr)) == NULL) {
+		session_reply(s, "451 4.3.0 Out of memory");
+		return;
+	}
 	if (flags & ENV_8BITMIME)
 		s->flags |= SF_8BITMIME;
 	if (flags & ENV_SMTPUTF8)
@@ -935,7 +964,8 @@ session_limit_result(struct session *s, struct ipc_msg *msg)
 			free(s->rcpt_held);
 			s->rcpt_held = NULL;
 		} else {
-			s->from[0] = '\0';
+			free(s->from);
+			s->from = NULL;
 			s->flags &= ~(SF_8BITMIME | SF_SMTPUTF8);
 		}
 		session_reply(s, "450 4.7.1 Sending limit reached for this "
@@ -1228,7 +1258,7 @@ data_end(struct session *s)
 	struct smsubmit_conf	*conf = s->conf;
 	struct body		*b = s->body;
 	const char		*why;
-	char			 euser[LOG_ESCAPE_MAX(sizeof(s->user))];
+	char			 euser[LOG_ESCAPE_MAX(USER_MAX)];
 	int			 i, flags = 0;
 
 	s->state = S_RCPT;
@@ -1329,7 +1359,7 @@ static void
 log_accepted(struct session *s)
 {
 	char	 rcpts[1024], e[LOG_ESCAPE_MAX(ADDR_MAX)];
-	char	 euser[LOG_ESCAPE_MAX(sizeof(s->user))];
+	char	 euser[LOG_ESCAPE_MAX(USER_MAX)];
 	int	 i;
 
 	rcpts[0] = '\0';

@@ -9,6 +9,7 @@
 #include <sys/queue.h>
 #include <sys/tree.h>
 #include <sys/socket.h>
+#include <net/if.h>
 #include <netinet/in.h>
 
 #include <limits.h>
@@ -40,6 +41,11 @@ struct auth_worker;
 #define SMTP_LINE_MAX		512	/* command line, with CRLF */
 #define SMTP_MAX_UNKNOWN	10	/* unknown commands before 421 */
 #define CLOSE_GRACE		10	/* seconds to write a last reply */
+/* a numeric address as getnameinfo() writes it: IPv6, "%", a scope */
+#define HOSTADDR_MAX		(INET6_ADDRSTRLEN + 1 + IF_NAMESIZE)
+#define HELO_MAX		256	/* a HELO name, sanitised, with NUL */
+#define USER_MAX		256	/* a user name, sanitised, with NUL */
+#define SANITISED_MAX		256	/* the longer of the two */
 #define QUEUE_ID_LEN		16	/* hex digits */
 #define AUTH_MECHS_MAX		256
 #define AUTH_LINE_MAX		12288	/* a base64 AUTH line from a client */
@@ -431,24 +437,25 @@ struct session {
 	time_t			 deadline;	/* for the command or DATA */
 	short			 rwant;		/* what a read waits for */
 	short			 wwant;		/* what a write waits for */
-	char			 client[NI_MAXHOST];
+	/* numeric (NI_NUMERICHOST): never a name, so not NI_MAXHOST */
+	char			 client[HOSTADDR_MAX];
 	char			 net[INET6_ADDRSTRLEN + 8];	/* "net:P/L" */
-	char			 local[NI_MAXHOST + 8];
+	char			 local[HOSTADDR_MAX + 8];	/* "addr;port" */
 	int			 owed;		/* replies: commands read, not
 						   answered yet (session.c) */
 	int			 nunknown;
 	int			 nauthfail;
 	uint8_t			*proxybuf;	/* the PROXY header so far */
 	size_t			 proxylen;
-	char			 helo[256];	/* sanitised */
-	char			 user[256];	/* sanitised, once authed */
+	char			*helo;		/* sanitised, once greeted */
+	char			*user;		/* sanitised, once authed */
 	char			*senders;	/* it may use, "*": any */
 	char			 mech[32];
 	struct auth_worker	*authw;		/* its exchange's worker */
 	struct event		*auth_timer;	/* bounds the wait for it */
 	int			 auth_held;	/* a failure is held back */
 	/* the transaction */
-	char			 from[ADDR_MAX];
+	char			*from;		/* from MAIL on */
 	char			**rcpts;
 	int			 nrcpts;
 	char			*rcpt_held;	/* its RCPT waits for the limit */

@@ -9,7 +9,10 @@ it with regress/bench/smtpload and prints one line per scenario and figure:
     s32    32 clients, one message per session
     p8     8 clients, 100 messages per session
     big8   8 clients, 1 MB messages (10 per session)
-    idle   BENCHIDLE (1000) authenticated TLS sessions kept open, idle
+    idle   BENCHIDLE authenticated TLS sessions kept open, idle: a row
+           for each size in the list (1000,10000 by default), named
+           idle1k, idle10k...; Postfix (a process per session) only up
+           to PEER_IDLE_MAX (1000) of them
     body   the DATA framing alone (regress/bench/bodybench, smsubmit only)
 
 Figures: messages/s and MB/s accepted during the load; e2e msg/s (messages
@@ -25,11 +28,11 @@ for body, the MB/s of body_parse (with its copy), body_scan (without) and
 body_stuff on a 10 MB message of 76-octet lines, and of 990-octet lines
 (_long).
 
-    python3 regress/bench/bench.py [--peer postfix] [--time S] [--idle N]
+    python3 regress/bench/bench.py [--peer postfix] [--time S] [--idle N,...]
         [--only ROW,...] [--repeat N]
 
 BENCHTIME (seconds of load per scenario, 5 by default), BENCHIDLE,
-BENCHONLY (rows to run, e.g. c1,idle), BENCHREPEAT (runs of each server,
+BENCHONLY (rows to run, e.g. c1,idle; idle is every idle row), BENCHREPEAT (runs of each server,
 taking turns; the table then has the medians) and PEER=postfix come from
 the environment too.  With a peer the same load runs
 against Debian's Postfix set up in a temporary directory as a submission
@@ -86,6 +89,15 @@ FIGURES = [
     ("machine_idle_%", "%.1f", "higher"),
     ("drain_s", "%.2f", "lower"),
 ]
+# Postfix forks an smtpd for each session: 10,000 of them is more than a
+# small machine holds, and its figure per session is the same at 1,000
+PEER_IDLE_MAX = 1000
+
+# the most sessions the daemon may be configured for under this process's
+# RLIMIT_NOFILE (it wants two descriptors a session and some of its own;
+# main() sets it); an idle row asking for more holds this many, and says so
+FIT_SESSIONS = None
+
 IDLE_FIGURES = [
     ("rss_KiB/session", "%.1f", "lower"),
     ("pss_KiB/session", "%.1f", "lower"),
@@ -450,13 +462,24 @@ def bodybench(seconds):
     return out
 
 
-def bench(kind, seconds, nidle, only):
-    """The load rows on one server, then the idle row on a fresh one: the
-    idle sessions must not reuse memory the busy rows freed, and the
-    busy rows must not run beside what 1,000 sessions leave behind
-    (for Postfix, as many idle smtpd processes)."""
+def idle_row(n):
+    """The idle row's name for n sessions: idle1k, idle10k, idle500."""
+    return "idle%dk" % (n // 1000) if n % 1000 == 0 else "idle%d" % n
+
+
+def wanted(row, only):
+    return not only or row in only or \
+        (row.startswith("idle") and "idle" in only)
+
+
+def bench(kind, seconds, sizes, only):
+    """The load rows on one server, then each idle row on a fresh one:
+    the idle sessions must not reuse memory the busy rows (or a smaller
+    idle row) freed, and the busy rows must not run beside what 1,000
+    sessions leave behind (for Postfix, as many idle smtpd processes)."""
     results = {}
-    rows = [s for s in SCENARIOS if not only or s[0] in only]
+    rows = [s for s in SCENARIOS if wanted(s[0], only)]
+    nidle = max(sizes)
 
     def run_rows(server, sink):
         for name, clients, per, size in rows:
@@ -465,14 +488,26 @@ def bench(kind, seconds, nidle, only):
             results[name] = scenario(server, sink, clients, per, size,
                                      seconds)
 
-    def run_idle(server, sink):
-        log("%s: idle (%d sessions)" % (server.name, nidle))
-        results["idle"] = idle(server, nidle)
+    def run_idle(n, held):
+        def run(server, sink):
+            log("%s: idle (%d sessions)" % (server.name, held))
+            results[idle_row(n)] = idle(server, held)
+        return run
 
     if rows:
         with_server(kind, nidle, seconds, run_rows)
-    if not only or "idle" in only:
-        with_server(kind, nidle, seconds, run_idle)
+    for n in sizes:
+        if not wanted(idle_row(n), only):
+            continue
+        if kind is not Ours and n > PEER_IDLE_MAX:
+            log("%s: no idle row of %d sessions (PEER_IDLE_MAX)" % (
+                kind.name, n))
+            continue
+        held = min(n, FIT_SESSIONS or n)
+        if held < n:
+            log("%s: %s holds %d sessions: RLIMIT_NOFILE allows no more" % (
+                kind.name, idle_row(n), held))
+        with_server(kind, held, seconds, run_idle(n, held))
     if kind is Ours and (not only or "body" in only):
         log("%s: body (bodybench)" % kind.name)
         results["body"] = bodybench(seconds)
@@ -486,7 +521,7 @@ def with_server(kind, nidle, seconds, what):
     sink = Sink(directory)
     server = None
     try:
-        server = kind(sink, nidle + 100)
+        server = kind(sink, min(nidle + 100, FIT_SESSIONS or nidle + 100))
         log("%s: warming up" % server.name)
         scenario(server, sink, 2, 2, 10240, min(1.0, seconds))
         what(server, sink)
@@ -518,21 +553,22 @@ def fmt(f, v):
     return "-" if v is None else f % v
 
 
-def table(names, runs, only):
+def table(names, runs, only, sizes):
     """One line per scenario and figure: each server's value, and
     the ratio of the first to the second."""
-    head = "%-6s %-16s" % ("row", "figure") + "".join(
+    head = "%-7s %-16s" % ("row", "figure") + "".join(
         " %12s" % n for n in names)
     if len(names) == 2:
         head += " %8s  better" % ("ratio")
     lines = [head]
-    rows = [(s[0], FIGURES) for s in SCENARIOS] + [
-        ("idle", IDLE_FIGURES), ("body", BODY_FIGURES)]
-    rows = [r for r in rows if not only or r[0] in only]
+    rows = [(s[0], FIGURES) for s in SCENARIOS] + \
+        [(idle_row(n), IDLE_FIGURES) for n in sizes] + \
+        [("body", BODY_FIGURES)]
+    rows = [r for r in rows if wanted(r[0], only)]
     for row, figures in rows:
         for fig, f, better in figures:
             vals = [r.get(row, {}).get(fig) for r in runs]
-            line = "%-6s %-16s" % (row, fig) + "".join(
+            line = "%-7s %-16s" % (row, fig) + "".join(
                 " %12s" % fmt(f, v) for v in vals)
             if len(names) == 2:
                 a, b = vals
@@ -549,9 +585,10 @@ def table(names, runs, only):
                 lines.append("# %s %s: %d errors" % (n, row,
                                                      r[row]["errors"]))
     for n, r in zip(names, runs):
-        if "idle" in r:
-            lines.append("# %s idle: %d sessions held" % (
-                n, r["idle"]["sessions"]))
+        for row in [idle_row(x) for x in sizes]:
+            if row in r:
+                lines.append("# %s %s: %d sessions held" % (
+                    n, row, r[row]["sessions"]))
     return "\n".join(lines)
 
 
@@ -561,8 +598,9 @@ def main():
                     choices=["postfix"])
     ap.add_argument("--time", type=float,
                     default=float(os.environ.get("BENCHTIME") or 5))
-    ap.add_argument("--idle", type=int,
-                    default=int(os.environ.get("BENCHIDLE") or 1000))
+    ap.add_argument("--idle",
+                    default=os.environ.get("BENCHIDLE") or "1000,10000",
+                    help="idle sessions: a row for each size in the list")
     ap.add_argument("--only", default=os.environ.get("BENCHONLY") or "",
                     help="rows to run, e.g. c1,idle")
     ap.add_argument("--repeat", type=int,
@@ -570,15 +608,33 @@ def main():
                     help="runs of each server; the table has the medians")
     a = ap.parse_args()
     only = [x for x in a.only.split(",") if x]
+    try:
+        sizes = sorted(set(int(x) for x in a.idle.split(",") if x))
+    except ValueError:
+        ap.error("--idle: a list of numbers")
+    if not sizes or sizes[0] < 1:
+        ap.error("--idle: a list of numbers")
     for x in only:
-        if x not in [s[0] for s in SCENARIOS] + ["idle", "body"]:
+        if x not in [s[0] for s in SCENARIOS] + ["idle", "body"] + \
+                [idle_row(n) for n in sizes]:
             ap.error("no row %r" % x)
     # every idle session is a descriptor in the daemon (which inherits
     # this limit) and in the generator
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = max(soft, min(hard, 4 * a.idle + 1024))
+    want = 4 * sizes[-1] + 1024
+    if want > hard:
+        # root may raise the hard limit too (the daemon wants two
+        # descriptors a session)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            soft = hard = want
+        except (ValueError, OSError):
+            pass
+    want = max(soft, min(hard, want))
     if want > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    global FIT_SESSIONS
+    FIT_SESSIONS = (want - 128) // 2
     with open("/proc/loadavg") as f:
         log("load average before: %s" % " ".join(f.read().split()[:3]))
     kinds = [Ours] + ([Postfix] if a.peer == "postfix" else [])
@@ -587,10 +643,10 @@ def main():
     try:
         for i in range(a.repeat):
             # the servers take turns, so a busy minute hurts both
-            reps.append([bench(k, a.time, a.idle, only) for k in kinds])
+            reps.append([bench(k, a.time, sizes, only) for k in kinds])
             if a.repeat > 1:
                 log(("run %d of %d:\n%s" % (i + 1, a.repeat, table(
-                    names, reps[-1], only))).replace("\n", "\n# "))
+                    names, reps[-1], only, sizes))).replace("\n", "\n# "))
     finally:
         harness.cleanup_credentials()
     with open("/proc/loadavg") as f:
@@ -598,7 +654,7 @@ def main():
     if a.repeat > 1:
         print("# medians of %d runs" % a.repeat)
     print(table(names, [median([r[i] for r in reps])
-                        for i in range(len(kinds))], only))
+                        for i in range(len(kinds))], only, sizes))
     return 0
 
 

@@ -426,6 +426,8 @@ session_checks(const uint8_t *data, size_t size)
 
 	session_cleanup(s);
 	free(s->senders);
+	free(s->helo);
+	free(s->user);
 	buf_free(&s->in);
 	buf_free(&s->out);
 	free(s);

@@ -247,6 +247,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	session_cleanup(&s);
 	free(s.senders);
+	free(s.helo);
+	free(s.user);
 	tls_free(s.tls);
 	buf_free(&s.in);
 	buf_free(&s.out);

@@ -44,13 +44,14 @@ def t_bench_prints_every_row_with_numbers():
             # inf drain: the sink never got every accepted message
             assert math.isfinite(x) and x >= 0, "%s %s = %s" % (row, fig, v)
         assert float(got[(row, "msg/s")]) > 0, "%s: nothing accepted" % row
-    v = float(got[("idle", "rss_KiB/session")])
+    row = "idle%d" % IDLE
+    v = float(got[(row, "rss_KiB/session")])
     assert math.isfinite(v) and v > 0, "idle RSS/session = %s" % v
     # PSS moves with whatever else shares the pages (other daemons of
     # the same binary): only a number, not necessarily > 0 for 50
-    v = float(got[("idle", "pss_KiB/session")])
+    v = float(got[(row, "pss_KiB/session")])
     assert math.isfinite(v), "idle PSS/session = %s" % v
-    assert "# smsubmit idle: %d sessions held" % IDLE in out, out
+    assert "# smsubmit %s: %d sessions held" % (row, IDLE) in out, out
     for fig in BODY:
         v = got.get(("body", fig))
         assert v is not None, "no body %s in:\n%s" % (fig, out)

@@ -226,6 +226,40 @@ test_model(void)
 	buf_free(&b);
 }
 
+static void
+test_release(void)
+{
+	struct buf	 b;
+	char		*p;
+
+	buf_init(&b, 1024);
+	buf_release(&b);
+	ok(b.data == NULL && buf_used(&b) == 0,
+	    "releasing a buffer that never held data is a no-op");
+	ok(buf_add(&b, "abc\n", 4) == 0, "add a line");
+	buf_release(&b);
+	ok(b.data != NULL && holds(&b, "abc\n", 4),
+	    "a buffer with unread data keeps it");
+	buf_drain(&b, 2);
+	buf_release(&b);
+	ok(b.data != NULL && holds(&b, "c\n", 2),
+	    "a partly drained buffer keeps the rest");
+	buf_drain(&b, 2);
+	buf_release(&b);
+	ok(b.data == NULL && b.cap == 0 && buf_used(&b) == 0 &&
+	    buf_head(&b) == NULL, "an empty buffer gives its storage back");
+	ok(b.max == 1024, "and keeps its limit");
+	/* a read that reserved room and found nothing */
+	ok((p = buf_reserve(&b, 512)) != NULL && b.data != NULL,
+	    "reserve allocates again");
+	buf_release(&b);
+	ok(b.data == NULL, "reserved but uncommitted room is given back");
+	ok(buf_add(&b, "again", 5) == 0 && holds(&b, "again", 5),
+	    "a released buffer takes data again");
+	ok(buf_reserve(&b, 1024) == NULL, "the limit still holds");
+	buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -234,5 +268,6 @@ main(void)
 	test_limit();
 	test_printf();
 	test_model();
+	test_release();
 	return tap_done();
 }
