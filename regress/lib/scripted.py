@@ -104,7 +104,14 @@ class _Handler(socketserver.StreamRequestHandler):
         finally:
             up._event(self.conn, "closed")
             up._track(self.connection, False)
-            with up.lock:
+            self.uncount(up)
+
+    def uncount(self, up):
+        """No longer open, for open_now: at the end, or before the 221
+        (after which the client may connect again at once)."""
+        with up.lock:
+            if not getattr(self, "uncounted", False):
+                self.uncounted = True
                 up.open_now -= 1
 
     # --- the script ---
@@ -238,6 +245,7 @@ class _Handler(socketserver.StreamRequestHandler):
             elif verb == "NOOP":
                 self.perform(act, "250 2.0.0 Ok", up)
             elif verb == "QUIT":
+                self.uncount(up)
                 self.perform(act, "221 2.0.0 Bye", up)
                 return
             else:
