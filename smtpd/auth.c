@@ -159,10 +159,14 @@ conn_new(const char *local, const char *client)
 	sasl_conn_t			*conn;
 	char				 remote[NI_MAXHOST + 4];
 
+	/*
+	 * Cyrus refuses an address it cannot parse, such as "unknown",
+	 * and leaks memory when it does: none is better than that.
+	 */
 	snprintf(remote, sizeof(remote), "%s;0", client);
 	if (sasl_server_new("smtp", env.conf->hostname, NULL,
-	    *local ? local : NULL, *client ? remote : NULL, conn_cb, 0,
-	    &conn) != SASL_OK)
+	    *local ? local : NULL, *client && strcmp(client, "unknown") != 0 ?
+	    remote : NULL, conn_cb, 0, &conn) != SASL_OK)
 		return NULL;
 	/* TLS protects the exchange; SASL adds no security layer */
 	memset(&secprops, 0, sizeof(secprops));
@@ -216,12 +220,14 @@ find_mechs(void)
 static void
 guess_user(struct exchange *x, const char *in, unsigned len)
 {
-	const char	*p, *end = in + len;
+	const char	*p, *end;
 	char		 user[128];
 	size_t		 n;
 
+	/* no initial response: in is NULL, and NULL + 0 is undefined */
 	if (x->user[0] != '\0' || len == 0)
 		return;
+	end = in + len;
 	if (strcasecmp(x->mech, "PLAIN") == 0) {
 		/* authzid NUL authcid NUL password */
 		if ((p = memchr(in, '\0', len)) == NULL)
@@ -561,6 +567,31 @@ client_valid(const char *client)
 	return 1;
 }
 
+/*
+ * The listener's own address, "ADDR;PORT" as Cyrus takes it, or "" if
+ * it has none: anything else is not what the listener makes, and Cyrus
+ * would refuse it (and leak, see conn_new()).
+ */
+static int
+local_valid(const char *local)
+{
+	const char	*semi;
+	char		 addr[NI_MAXHOST];
+	size_t		 n;
+
+	if (*local == '\0')
+		return 1;
+	if ((semi = strrchr(local, ';')) == NULL ||
+	    (n = semi - local) >= sizeof(addr) ||
+	    strspn(semi + 1, "0123456789") != strlen(semi + 1) ||
+	    strlen(semi + 1) < 1 || strlen(semi + 1) > 5 ||
+	    atoi(semi + 1) > 65535)
+		return 0;
+	memcpy(addr, local, n);
+	addr[n] = '\0';
+	return strcmp(addr, "unknown") != 0 && client_valid(addr);
+}
+
 static void
 auth_start(struct exchange *none, struct ipc_msg *msg)
 {
@@ -585,6 +616,9 @@ auth_start(struct exchange *none, struct ipc_msg *msg)
 	}
 	if (!client_valid(client))
 		fatalx("AUTH_START for session %08x: bad client address",
+		    msg->peerid);
+	if (!local_valid(local))
+		fatalx("AUTH_START for session %08x: bad local address",
 		    msg->peerid);
 	if (env.nexchanges >= env.max_sessions + EXCHANGES_SLACK)
 		fatalx("AUTH_START: more exchanges than sessions");
