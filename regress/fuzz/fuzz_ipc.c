@@ -210,7 +210,7 @@ static const char conf_text[] =
     "auth workers 2\n"
     "auth delay 1s to 4s\n"
     "limit message-size 4K\n"
-    "limit recipients 4\n"
+    "limit recipients 2\n"
     "limit sessions 4\n"
     "limit user messages 100000 per 1h\n"
     "limit user recipients 100000 per 1h\n";
@@ -917,6 +917,46 @@ processes(const uint8_t *data, size_t size)
 	fz.proc = fz.peer = NULL;
 	if (fchdir(fz.cwdfd) == -1)
 		abort();
+}
+
+/*
+ * The processes run in fz.dir, so a crash is reported from there: a
+ * relative corpus, artifact prefix or input path is made absolute first
+ * (libFuzzer reads its flags after this).
+ */
+int	LLVMFuzzerInitialize(int *, char ***);
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	static const char	*flags[] = { "-artifact_prefix=",
+	    "-exact_artifact_path=", "-dict=", NULL };
+	char			**nargv, cwd[PATH_MAX], *arg;
+	const char		*val;
+	size_t			 n;
+	int			 i, j;
+
+	if (getcwd(cwd, sizeof(cwd)) == NULL ||
+	    (nargv = calloc(*argc + 1, sizeof(*nargv))) == NULL)
+		abort();
+	for (i = 0; i < *argc; i++) {
+		arg = (*argv)[i];
+		val = arg;
+		n = 0;
+		for (j = 0; flags[j] != NULL; j++)
+			if (strncmp(arg, flags[j], strlen(flags[j])) == 0)
+				n = strlen(flags[j]);
+		val = arg + n;
+		if (i > 0 && (n > 0 || arg[0] != '-') && val[0] != '/' &&
+		    val[0] != '\0') {
+			if (asprintf(&nargv[i], "%.*s%s/%s", (int)n, arg, cwd,
+			    val) == -1)
+				abort();
+		} else
+			nargv[i] = arg;
+	}
+	*argv = nargv;
+	return 0;
 }
 
 int
