@@ -38,7 +38,11 @@
  *		(3) a peer id in the 4 octets that follow
  *	len	2 octets, little-endian: the payload's, then the payload.
  * In a queue payload "%i" is replaced by the session's message ID and
- * "%o" by the ID last handed to any session.
+ * "%o" by the ID last handed to any session.  An empty payload (with an
+ * honest header) stands for a well-formed one where the kind takes one:
+ * the envelope of alice@example.org, the recipient bob@example.com, the
+ * session's message ID; AUTH_START of LOGIN, then AUTH_STEPs of her
+ * name and password; see queue_canned and auth_canned.
  * Queue kinds: 0 CREATE, 1 ENVELOPE, 2 RCPT, 3 COMMIT, 4 ABORT, 5 STATS,
  * 6 LIMIT_MAIL, 7 LIMIT_RCPT, 8 no message: the listener writes to the
  * session's file (payload octet 0 + 1 times the rest), 9-15 types the
@@ -192,6 +196,7 @@ struct sess {
 	int		 ctrunc;	/* more than CONTENT_MAX */
 	char		 from[ADDR_MAX];
 	int		 nrcpts;
+	int		 steps;		/* AUTH_STEPs since the start */
 };
 
 struct reply {
@@ -597,6 +602,10 @@ auth_after(const struct ipc_msg *msg, struct sess *s, int before)
 	case IMSG_AUTH_CONTINUE:
 		CHECK(ipc_unpack(&r->msg, "s", &chal) == 0);
 		s->state = A_STEP;
+		if (msg->type == IMSG_AUTH_START)
+			s->steps = 0;
+		else
+			s->steps++;
 		break;
 	case IMSG_AUTH_OK:
 		CHECK(ipc_unpack(&r->msg, "ss", &user, &senders) == 0);
@@ -793,11 +802,39 @@ static const uint32_t auth_types[16] = {
 	IMSG_AUTH_HOLD, IMSG_RECONF
 };
 
+#define CANNED(x)	{ x, sizeof(x) - 1 }
+struct canned {
+	const char	*p;
+	size_t		 len;
+};
+
+/*
+ * What an empty payload stands for, a well-formed request of its kind,
+ * so that any order of requests is a few octets away: the state tables
+ * are what is fuzzed then.  (A lying header sends it empty.)
+ */
+static const struct canned queue_canned[16] = {
+	[1] = CANNED("%i\0alice@example.org\0alice\0client.example\0"
+	    "192.0.2.1\0\0\0\0\0"),
+	[2] = CANNED("%i\0bob@example.com\0"),
+	[3] = CANNED("%i\0"),
+	[4] = CANNED("%i\0"),
+	[6] = CANNED("alice\0"),
+	[7] = CANNED("alice\0"),
+};
+static const struct canned auth_canned[16] = {
+	/* LOGIN: a challenge; the steps then give her name, her password */
+	[0] = CANNED("LOGIN\0\0\0\0\0\0" "192.0.2.1\0" "192.0.2.2;587\0"),
+	[1] = CANNED("YWxpY2U=\0"),
+	[4] = CANNED("192.0.2.1\0alice\0"),
+};
+
 static void
 run(const uint8_t *data, size_t size)
 {
-	static uint8_t	 sub[3 * 65536];
-	struct ipc_hdr	 hdr;
+	static uint8_t		 sub[3 * 65536];
+	const struct canned	*c;
+	struct ipc_hdr		 hdr;
 	struct sess	*s;
 	const uint8_t	*end = data + size;
 	size_t		 n, len;
@@ -842,7 +879,17 @@ run(const uint8_t *data, size_t size)
 			auth_release();
 			continue;
 		}
-		n = substitute(data, len, s, sub);
+		c = fz.target == 0 ? &queue_canned[kind] : &auth_canned[kind];
+		if (len == 0 && !liar && c->p != NULL) {
+			if (fz.target == 1 && kind == 1 && s != NULL &&
+			    s->steps > 0)
+				n = substitute((const uint8_t *)"c2VjcmV0", 9, s,
+				    sub);
+			else
+				n = substitute((const uint8_t *)c->p, c->len, s,
+				    sub);
+		} else
+			n = substitute(data, len, s, sub);
 		data += len;
 		parent = fz.target == 1 && kind == 4;
 		memset(&hdr, 0, sizeof(hdr));

@@ -43,6 +43,13 @@ def b64(x):
 
 
 seeds = {
+    # empty payloads: the canned requests, any order a few octets away
+    "q_canned": QUEUE + rec(CREATE) + rec(WRITE, 0, b"\x00hi\r\n") +
+    rec(ENVELOPE) + rec(RCPT) + rec(RCPT) + rec(COMMIT) +
+    rec(CREATE, 1) + rec(ENVELOPE, 1) + rec(ABORT, 1) +
+    rec(LIMIT_MAIL) + rec(LIMIT_RCPT),
+    "a_canned": AUTH + rec(START) + rec(STEP) + rec(STEP) +
+    rec(START, 1) + rec(STEP, 1) + rec(END, 1) + rec(PARENT_FAILURE),
     # a message from create to commit, and a second one aborted
     "q_commit": QUEUE + rec(CREATE) +
     rec(WRITE, 0, b"\x00Subject: hi\r\n\r\nhello\r\n") +
