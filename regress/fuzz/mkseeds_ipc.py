@@ -109,6 +109,13 @@ seeds = {
     # logs in and an address the listener never makes is fatal
     "a_unknown_client": AUTH +
     rec(START, 0, start(b"PLAIN", b64(b"\0alice\0secret"), b"unknown")),
+    # Cyrus leaked the password for these: a failed login before it now
+    "a_login_empty_user": AUTH + rec(START) + rec(STEP, 0, s(b"")) +
+    rec(STEP, 0, s(b64(b"secret"))),
+    "a_plain_long_user": AUTH +
+    rec(START, 0, start(b"PLAIN", b64(b"\0" + b"a" * 2000 + b"\0secret"))),
+    "a_plain_blank_user": AUTH +
+    rec(START, 0, start(b"PLAIN")) + rec(STEP, 0, s(b64(b"\0 \0secret"))),
     "a_bad_local": AUTH + rec(START, 0, s(b"LOGIN", b"") + u(0) +
                               s(b"192.0.2.1", b"192.0.\xce\xd1;587")),
 }
