@@ -55,10 +55,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,6 +266,31 @@ cleanup(void)
 		nftw(fz.dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/*
+ * A crash leaves its directory behind (no atexit() then), in memory if
+ * under /dev/shm, and -minimize_crash makes many: those of processes
+ * gone go at the next start.
+ */
+static void
+sweep(const char *tmp)
+{
+	DIR		*d;
+	struct dirent	*de;
+	char		 path[PATH_MAX];
+	long		 pid;
+
+	if ((d = opendir(tmp)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (sscanf(de->d_name, "fuzz_ipc.%ld.", &pid) != 1 ||
+		    pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", tmp, de->d_name);
+		nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	}
+	closedir(d);
+}
+
 static void
 write_file(const char *path, const char *text)
 {
@@ -290,7 +317,9 @@ setup(void)
 	/* a file system in memory if there is one: commits fsync() */
 	if ((tmp = getenv("TMPDIR")) == NULL)
 		tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-	snprintf(fz.dir, sizeof(fz.dir), "%s/fuzz_ipc.XXXXXX", tmp);
+	sweep(tmp);
+	snprintf(fz.dir, sizeof(fz.dir), "%s/fuzz_ipc.%ld.XXXXXX", tmp,
+	    (long)getpid());
 	if (mkdtemp(fz.dir) == NULL)
 		abort();
 	atexit(cleanup);
