@@ -11,11 +11,34 @@
  *
  * The envelope's format, and its writing and reading, are envelope.c's.
  *
- * A message is committed by fsync() of the file, fsync() of the envelope,
+ * A message is committed by fdatasync() of the file and of its envelope,
  * rename of the message, rename of the envelope, fsync() of queue/.  Only
  * then does the listener hear "ok" and the client "250".  On start-up
  * everything in tmp/ is removed, and a queue/ID.msg without its envelope
  * is a commit that never finished, so it goes too.
+ *
+ * Commits share that work (group commit).  A MSG_COMMIT only copies the
+ * message and writes its envelope, into spare files (spare.c: no inode
+ * is allocated, which was the dearest step), and starts their writeback.
+ * Once the event loop has handled every request of the same read, one
+ * pass waits for the data of them all (the first wait commits the
+ * journal for the whole batch, the writes having overlapped), renames
+ * them into place and syncs queue/ once for all: about two journal
+ * commits per batch instead of three or four per message.  While a batch
+ * is synced the next gathers in the socket, so batches grow with the
+ * load by themselves, and a lone message waits for nothing but its own
+ * syncs.  A failure of one file fails only its message; a failed sync of
+ * queue/ fails every message of the batch, since none of them can be
+ * known to be on disk.  Measured on the bench machine (ext4), one
+ * syncfs() per batch was no faster than the fdatasync()s, and nothing
+ * mattered as much as not allocating inodes.
+ *
+ * A message is removed (after delivery) by renaming its envelope, then
+ * its file, away into the spares, emptied, with no sync of its own: a
+ * crash before the next sync of queue/ brings a delivered message back
+ * and it is delivered again.  Mail is delivered at least once, never
+ * lost.  The next commit's sync of queue/ settles the removal, or a sync
+ * a second later when no commit comes.
  *
  * The listener faces the internet and may be subverted, so this process
  * treats it as OpenSSH's monitor treats its unprivileged child: each
@@ -70,7 +93,8 @@ enum mstate {
 	M_NONE = 0x01,
 	M_OPEN = 0x02,		/* file handed out: the envelope next */
 	M_ENVELOPE = 0x04,	/* the envelope known: a recipient next */
-	M_RCPT = 0x08		/* recipients: more, or the commit */
+	M_RCPT = 0x08,		/* recipients: more, or the commit */
+	M_COMMIT = 0x10		/* in the next batch: nothing until it ends */
 };
 
 #define INCOMING_SLACK	64	/* open messages over "limit sessions" */
@@ -80,9 +104,14 @@ enum mstate {
 /* A message being received: the listener holds a descriptor to it. */
 struct incoming {
 	SPLAY_ENTRY(incoming)	 entry;
+	TAILQ_ENTRY(incoming)	 batch;		/* M_COMMIT */
 	uint32_t		 session;
 	enum mstate		 state;
 	int			 fd;		/* tmp/ID, read only */
+	int			 mfd;		/* tmp/ID.msg, being committed */
+	int			 efd;		/* tmp/ID.env, likewise */
+	int			 installed;	/* both renamed into queue/ */
+	int			 error;		/* errno of the commit */
 	struct qmsg		 m;
 };
 
@@ -97,6 +126,9 @@ static struct {
 	struct event		*timer;
 	struct incomingtree	 incoming;	/* by session */
 	int			 nincoming;
+	TAILQ_HEAD(, incoming)	 batch;		/* commits to sync together */
+	struct event		*batch_ev;
+	struct event		*settle_ev;	/* queue/'s sync after removals */
 	TAILQ_HEAD(, qmsg)	 queue;
 	struct qmsg		*busy;		/* with the relay */
 	int			 dirfd;		/* queue/ */
@@ -122,19 +154,32 @@ text_valid(const char *s, size_t max)
 	return 1;
 }
 
+/* Removals with no commit after them are settled this much later. */
+static const struct timeval settle_after = { 1, 0 };
+
+static int	sync_queue_dir(void);
+
+static void
+settle_cb(int fd, short ev, void *arg)
+{
+	(void)sync_queue_dir();
+}
+
 static void
 message_remove(struct qmsg *m)
 {
 	char	 path[64];
 
-	/* the envelope first: a lone .msg is swept at start-up */
+	/*
+	 * The envelope first: a lone .msg is swept at start-up.  Not synced
+	 * here: the next commit's sync of queue/ settles it (see the top).
+	 */
 	snprintf(path, sizeof(path), "queue/%s.env", m->id);
-	if (unlink(path) == -1 && errno != ENOENT)
-		log_warn("unlink %s", path);
+	spare_keep(SPARE_ENV, path);
 	snprintf(path, sizeof(path), "queue/%s.msg", m->id);
-	if (unlink(path) == -1 && errno != ENOENT)
-		log_warn("unlink %s", path);
-	fsync(env.dirfd);
+	spare_keep(SPARE_MSG, path);
+	if (!evtimer_pending(env.settle_ev, NULL))
+		evtimer_add(env.settle_ev, &settle_after);
 	TAILQ_REMOVE(&env.queue, m, entry);
 	envelope_clear(m);
 	free(m);
@@ -251,8 +296,6 @@ incoming_drop(struct incoming *in)
 	char	 path[64];
 
 	snprintf(path, sizeof(path), "tmp/%s", in->m.id);
-	unlink(path);
-	snprintf(path, sizeof(path), "tmp/%s.env", in->m.id);
 	unlink(path);
 	close(in->fd);
 	SPLAY_REMOVE(incomingtree, &env.incoming, in);
@@ -384,6 +427,7 @@ msg_create(struct incoming *none, struct ipc_msg *msg)
 		return;
 	}
 	in->session = msg->peerid;
+	in->mfd = in->efd = -1;
 	/*
 	 * The listener gets a descriptor of its own, write only: it never
 	 * reads a file, and shares no file position with ours.
@@ -465,36 +509,120 @@ msg_rcpt(struct incoming *in, struct ipc_msg *msg)
 	in->state = M_RCPT;
 }
 
+/* Start writing fd's data to disk now, so that a batch's syncs overlap. */
+static void
+start_writeback(int fd)
+{
+#ifdef SYNC_FILE_RANGE_WRITE
+	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#else
+	(void)fd;
+#endif
+}
+
 /*
- * Commit path, already written and closed, with the envelope m: the
- * file, then its envelope, on disk; the renames; queue/ on disk.  On
- * failure nothing is left in queue/ and errno says why.
+ * tmp/ID.env for m, written over a spare but not synced: its descriptor,
+ * or -1 and errno with nothing left behind.
  */
 static int
-commit(int fd, const char *path, struct qmsg *m)
+envelope_stage(const struct qmsg *m, char *path, size_t len)
 {
-	char	 envtmp[64], msgpath[64], envpath[64];
+	off_t	 end;
+	int	 fd, saved;
+
+	snprintf(path, len, "tmp/%s.env", m->id);
+	if ((fd = spare_open(SPARE_ENV, path)) == -1)
+		return -1;
+	if (envelope_write(fd, m) == -1 ||
+	    (end = lseek(fd, 0, SEEK_CUR)) == -1 || ftruncate(fd, end) == -1) {
+		saved = errno;
+		close(fd);
+		unlink(path);
+		errno = saved;
+		return -1;
+	}
+	start_writeback(fd);
+	return fd;
+}
+
+/*
+ * Rename the synced message file mpath and envelope tmp/ID.env of m into
+ * queue/, the envelope last; on failure neither is there.
+ */
+static int
+install(const struct qmsg *m, const char *mpath)
+{
+	char	 epath[64], msgpath[64], envpath[64];
 	int	 saved;
 
-	if (fsync(fd) == -1 ||
-	    envelope_save_tmp(m, envtmp, sizeof(envtmp)) == -1)
-		return -1;
+	snprintf(epath, sizeof(epath), "tmp/%s.env", m->id);
 	snprintf(msgpath, sizeof(msgpath), "queue/%s.msg", m->id);
 	snprintf(envpath, sizeof(envpath), "queue/%s.env", m->id);
-	if (rename(path, msgpath) == -1)
-		goto fail;
-	if (rename(envtmp, envpath) == -1)
-		goto fail;
-	if (fsync(env.dirfd) == -1)
-		goto fail;
+	if (rename(mpath, msgpath) == -1)
+		return -1;
+	if (rename(epath, envpath) == -1) {
+		saved = errno;
+		unlink(msgpath);
+		errno = saved;
+		return -1;
+	}
 	return 0;
- fail:
-	saved = errno;
-	unlink(envpath);
-	unlink(msgpath);
-	unlink(envtmp);
-	errno = saved;
-	return -1;
+}
+
+/* Take an installed m out of queue/ again: queue/ could not be synced. */
+static void
+uninstall(const struct qmsg *m)
+{
+	char	 path[64];
+
+	snprintf(path, sizeof(path), "queue/%s.env", m->id);
+	unlink(path);
+	snprintf(path, sizeof(path), "queue/%s.msg", m->id);
+	unlink(path);
+}
+
+/* queue/ on disk, and with it every rename and removal made so far. */
+static int
+sync_queue_dir(void)
+{
+	if (fsync(env.dirfd) == -1) {
+		log_warn("fsync of the queue directory");
+		return -1;
+	}
+	spare_settled();
+	evtimer_del(env.settle_ev);
+	return 0;
+}
+
+/*
+ * Commit the message file path (fd, written) with the envelope m at once,
+ * alone: for the reports this process writes itself.  On failure nothing
+ * is left in queue/ and errno says why; path is the caller's to remove.
+ */
+static int
+commit_now(int fd, const char *path, struct qmsg *m)
+{
+	char	 epath[64];
+	int	 efd, saved;
+
+	if ((efd = envelope_stage(m, epath, sizeof(epath))) == -1)
+		return -1;
+	if (fdatasync(fd) == -1 || fdatasync(efd) == -1 ||
+	    install(m, path) == -1) {
+		saved = errno;
+		close(efd);
+		unlink(epath);
+		errno = saved;
+		return -1;
+	}
+	close(efd);
+	if (sync_queue_dir() == -1) {
+		saved = errno;
+		uninstall(m);
+		errno = saved;
+		return -1;
+	}
+	return 0;
 }
 
 /* Take a committed message into the schedule. */
@@ -514,8 +642,9 @@ enqueue(struct qmsg *src)
 }
 
 /*
- * What the listener wrote to tmp/ID, copied into tmp/ID.msg, which it
- * never had a descriptor for; -1 and errno on failure, nothing left.
+ * What the listener wrote to tmp/ID, copied over a spare as tmp/ID.msg,
+ * a file it never had a descriptor for, not synced yet; -1 and errno on
+ * failure, nothing left.
  */
 static int
 snapshot(struct incoming *in, char *path, size_t len)
@@ -531,49 +660,51 @@ snapshot(struct incoming *in, char *path, size_t len)
 		    "over the size limit", in->session,
 		    (long long)st.st_size);
 	snprintf(path, len, "tmp/%s.msg", in->m.id);
-	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-	    0600)) == -1)
+	if ((fd = spare_open(SPARE_MSG, path)) == -1)
 		return -1;
 	if ((r = copy_data(in->fd, fd, st.st_size)) == 1)
 		fatalx("MSG_COMMIT for session %08x: the message shrank "
 		    "while it was copied", in->session);
-	if (r == -1) {
+	if (r == -1 || ftruncate(fd, st.st_size) == -1) {
 		saved = errno;
 		close(fd);
 		unlink(path);
 		errno = saved;
 		return -1;
 	}
+	start_writeback(fd);
 	return fd;
 }
 
+/* The end of a commit: the listener hears how it went. */
 static void
-msg_commit(struct incoming *in, struct ipc_msg *msg)
+commit_done(struct incoming *in)
 {
 	struct qmsg	*m;
-	const char	*msgid;
 	char		 efrom[LOG_ESCAPE_MAX(ADDR_MAX)];
 	char		 euser[LOG_ESCAPE_MAX(sizeof(m->user))];
 	char		 path[64];
-	int		 fd, saved;
 
-	if (ipc_unpack(msg, "s", &msgid) == -1)
-		fatalx("bad MSG_COMMIT");
-	same_message(in, msgid, "MSG_COMMIT");
-	if ((fd = snapshot(in, path, sizeof(path))) == -1 ||
-	    commit(fd, path, &in->m) == -1) {
-		saved = errno;
-		log_warn("message %s: commit failed", in->m.id);
-		if (fd != -1) {
-			close(fd);
+	if (in->mfd != -1)
+		close(in->mfd);
+	if (in->efd != -1)
+		close(in->efd);
+	if (in->error != 0) {
+		if (!in->installed && in->mfd != -1) {
+			snprintf(path, sizeof(path), "tmp/%s.msg", in->m.id);
 			unlink(path);
 		}
+		if (!in->installed && in->efd != -1) {
+			snprintf(path, sizeof(path), "tmp/%s.env", in->m.id);
+			unlink(path);
+		}
+		errno = in->error;
+		log_warn("message %s: commit failed", in->m.id);
 		ipc_send(env.listener, IMSG_MSG_RESULT, in->session, -1, "us",
-		    (uint32_t)errno_result(saved), in->m.id);
+		    (uint32_t)errno_result(in->error), in->m.id);
 		incoming_drop(in);
 		return;
 	}
-	close(fd);
 	m = enqueue(&in->m);
 	ipc_send(env.listener, IMSG_MSG_RESULT, in->session, -1, "us",
 	    (uint32_t)QUEUE_OK, m->id);
@@ -581,7 +712,64 @@ msg_commit(struct incoming *in, struct ipc_msg *msg)
 	    "user=%s", in->session, m->id, log_escape(efrom, sizeof(efrom),
 	    m->from), m->nrcpts, log_escape(euser, sizeof(euser), m->user));
 	incoming_drop(in);
+}
+
+/*
+ * The batch: every commit the last read brought.  Their writeback is
+ * under way; wait for each file's data, rename each into queue/, then
+ * one sync of queue/ for them all.  Only then any reply.
+ */
+static void
+batch_cb(int fd, short ev, void *arg)
+{
+	struct incoming	*in;
+	char		 path[64];
+	int		 installed = 0, saved;
+
+	TAILQ_FOREACH(in, &env.batch, batch) {
+		snprintf(path, sizeof(path), "tmp/%s.msg", in->m.id);
+		if (fdatasync(in->mfd) == -1 || fdatasync(in->efd) == -1 ||
+		    install(&in->m, path) == -1)
+			in->error = errno;
+		else {
+			in->installed = 1;
+			installed++;
+		}
+	}
+	if (installed > 0 && sync_queue_dir() == -1) {
+		saved = errno;
+		TAILQ_FOREACH(in, &env.batch, batch)
+			if (in->installed && in->error == 0) {
+				uninstall(&in->m);
+				in->error = saved;
+			}
+	}
+	while ((in = TAILQ_FIRST(&env.batch)) != NULL) {
+		TAILQ_REMOVE(&env.batch, in, batch);
+		commit_done(in);
+	}
 	schedule();
+}
+
+static void
+msg_commit(struct incoming *in, struct ipc_msg *msg)
+{
+	const char	*msgid;
+	char		 path[64];
+
+	if (ipc_unpack(msg, "s", &msgid) == -1)
+		fatalx("bad MSG_COMMIT");
+	same_message(in, msgid, "MSG_COMMIT");
+	if ((in->mfd = snapshot(in, path, sizeof(path))) == -1 ||
+	    (in->efd = envelope_stage(&in->m, path, sizeof(path))) == -1) {
+		in->error = errno;
+		commit_done(in);
+		return;
+	}
+	in->state = M_COMMIT;
+	TAILQ_INSERT_TAIL(&env.batch, in, batch);
+	/* after the rest of this read: the batch is what it brought */
+	event_active(env.batch_ev, EV_TIMEOUT, 0);
 }
 
 static void
@@ -621,6 +809,8 @@ mstate_name(int state)
 		return "a file handed out";
 	case M_ENVELOPE:
 		return "an envelope and no recipient";
+	case M_COMMIT:
+		return "a commit under way";
 	default:
 		return "recipients";
 	}
@@ -699,6 +889,35 @@ backoff(int attempts)
 }
 
 /*
+ * Replace queue/ID.env with m's envelope as it is now: written and
+ * synced in tmp/, renamed over the old one, queue/ synced.
+ */
+static int
+envelope_update(const struct qmsg *m)
+{
+	char	 tmp[64], path[64];
+	int	 fd, saved;
+
+	if ((fd = envelope_stage(m, tmp, sizeof(tmp))) == -1)
+		goto fail;
+	snprintf(path, sizeof(path), "queue/%s.env", m->id);
+	if (fdatasync(fd) == -1 || rename(tmp, path) == -1) {
+		saved = errno;
+		close(fd);
+		unlink(tmp);
+		errno = saved;
+		goto fail;
+	}
+	close(fd);
+	if (sync_queue_dir() == -1)
+		return -1;
+	return 0;
+ fail:
+	log_warn("message %s: cannot update envelope", m->id);
+	return -1;
+}
+
+/*
  * Write a DSN of that kind about m and commit it to the queue like any
  * message, to the sender (not null: the caller saw to that), with a null
  * sender.  Its queue ID goes to id; -1 to try again later.
@@ -729,7 +948,7 @@ dsn_commit(struct qmsg *m, enum dsn_kind kind, char *id)
 	strlcpy(b.helo, env.conf->hostname, sizeof(b.helo));
 	strlcpy(b.client, "localhost", sizeof(b.client));
 	if (r == -1 || envelope_rcpt_add(&b, m->from, RCPT_PENDING) == -1 ||
-	    commit(fd, path, &b) == -1) {
+	    commit_now(fd, path, &b) == -1) {
 		log_warn("message %s: cannot commit a report", m->id);
 		close(fd);
 		unlink(path);
@@ -851,7 +1070,7 @@ queue_relay_done(struct qmsg *m)
 		log_info("message %s: %d recipients deferred (%s), retry in "
 		    "%llds", m->id, pending, log_escape(esc, sizeof(esc),
 		    m->error), (long long)(m->next - now));
-		envelope_update(env.dirfd, m);
+		envelope_update(m);
 	}
 	schedule();
 }
@@ -1043,6 +1262,7 @@ queue_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 	bounds_raise();
 	SPLAY_INIT(&env.incoming);
 	TAILQ_INIT(&env.queue);
+	TAILQ_INIT(&env.batch);
 	if (peers->listener == -1)
 		fatalx("queue started without the listener");
 	proc_drop(conf->queue_user, conf->queue_dir);
@@ -1058,6 +1278,10 @@ queue_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 	env.listener = ipc_new(env.base, peers->listener, "listener",
 	    listener_dispatch, NULL);
 	env.timer = evtimer_new(env.base, timer_cb, NULL);
+	if ((env.batch_ev = event_new(env.base, -1, 0, batch_cb, NULL)) ==
+	    NULL || (env.settle_ev = evtimer_new(env.base, settle_cb,
+	    NULL)) == NULL)
+		fatalx("event_new");
 	sterm = evsignal_new(env.base, SIGTERM, signal_cb, NULL);
 	if (env.timer == NULL || sterm == NULL ||
 	    evsignal_add(sterm, NULL) == -1)

@@ -606,10 +606,21 @@ int	 envelope_write(int fd, const struct qmsg *);
 /* Parse an envelope file's text (changed in place); 0 if valid.  On
    failure the recipients read so far are still to be freed. */
 int	 envelope_parse(struct qmsg *, char *);
-/* Write tmp/ID.env and fsync it; path gets its name. */
-int	 envelope_save_tmp(const struct qmsg *, char *path, size_t len);
-/* Replace queue/ID.env atomically; dirfd is queue/, synced after. */
-int	 envelope_update(int dirfd, const struct qmsg *);
+
+/* --- spare.c --- */
+
+enum spare_kind {
+	SPARE_MSG,		/* a message file, queue/ID.msg */
+	SPARE_ENV		/* an envelope, queue/ID.env */
+};
+
+/* path (in tmp/, not there yet) opened write only: a spare renamed
+   there, else a new file; its old contents are to be written over */
+int	 spare_open(enum spare_kind, const char *path);
+/* path is no longer needed: kept as a spare (or removed) */
+void	 spare_keep(enum spare_kind, const char *path);
+/* queue/ was just fsync()ed: spares kept before that may be reused */
+void	 spare_settled(void);
 
 /* --- bounce.c --- */
 

@@ -818,12 +818,25 @@ class Smsubmit:
 
     def queue_files(self, sub=None):
         """Every regular file under the queue directory (or its
-        subdirectory sub: "tmp", "queue", "corrupt")."""
+        subdirectory sub: "tmp", "queue", "corrupt"), but for the queue's
+        empty spare files (tmp/spare-*, see smtpd/spare.c): one that is
+        not empty is listed, so a spare holding mail is a leftover."""
         out = []
         for top, _, files in os.walk(os.path.join(self.queue, sub)
                                      if sub else self.queue):
             out.extend(os.path.join(top, f) for f in files)
-        return out
+        spares = set(self.spares())
+        return [f for f in out if f not in spares or os.path.getsize(f)]
+
+    def spares(self):
+        """The queue's spare files in tmp/, kept for reuse."""
+        tmp = os.path.join(self.queue, "tmp")
+        try:
+            names = os.listdir(tmp)
+        except FileNotFoundError:
+            return []
+        return [os.path.join(tmp, n) for n in names
+                if re.fullmatch(r"spare-[me]\.[0-9]+", n)]
 
     # --- clients ---
 

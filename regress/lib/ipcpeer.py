@@ -73,6 +73,16 @@ class Channel:
         self.send_raw(T[type_] if isinstance(type_, str) else type_,
                       peerid, payload, fd=fd)
 
+    @staticmethod
+    def frame(type_, peerid=0, fmt="", *args):
+        """One frame without a descriptor, to send with others at once."""
+        payload = pack(fmt, *args)
+        return HDR.pack(T[type_], len(payload), peerid, 0) + payload
+
+    def send_frames(self, frames):
+        """Frames in one write: the peer reads them all at once."""
+        self.sock.sendall(b"".join(frames))
+
     def send_raw(self, type_, peerid, payload, fd=None, length=None):
         frame = HDR.pack(type_, len(payload) if length is None else length,
                          peerid, IPC_F_FD if fd is not None else 0) + payload
@@ -122,7 +132,8 @@ class Child:
     """`smsubmit -X proc`, with the test as its parent and as the peer
     of type peer_type (PROC_SMTP: the listener)."""
 
-    def __init__(self, d, proc, peer_type=PROC_SMTP, log_name=None):
+    def __init__(self, d, proc, peer_type=PROC_SMTP, log_name=None,
+                 env=None):
         self.d = d
         self.proc_name = proc
         ps, cs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -136,7 +147,8 @@ class Child:
         self.proc = subprocess.Popen(
             [SMSUBMIT, "-d", "-v", "-X", proc, "-I", "0"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            close_fds=False, preexec_fn=fd3, cwd=d.dir)
+            close_fds=False, preexec_fn=fd3, cwd=d.dir,
+            env=dict(os.environ, **env) if env else None)
         cs.close()
         log.close()
         self.parent = Channel(ps)

@@ -5,6 +5,10 @@
  * the file would grow past SMSUBMIT_ENOSPC_AT octets.  Standard input,
  * output and error (the log under -d) are left alone.  It makes no
  * system call but fstat(2), which every sandboxed process may make.
+ *
+ * A failing disk, for one file: with SMSUBMIT_EIO_SIZE set, fsync(2)
+ * and fdatasync(2) of a regular file of exactly that many octets fail
+ * with EIO, so a test can make one message of a batch fail to commit.
  */
 #define _GNU_SOURCE
 #include <sys/types.h>
@@ -18,7 +22,10 @@
 
 static ssize_t	(*real_write)(int, const void *, size_t);
 static ssize_t	(*real_writev)(int, const struct iovec *, int);
+static int	(*real_fsync)(int);
+static int	(*real_fdatasync)(int);
 static long long limit = -1;
+static long long eio_size = -1;
 
 __attribute__((constructor)) static void
 shim_init(void)
@@ -29,8 +36,12 @@ shim_init(void)
 	    dlsym(RTLD_NEXT, "write");
 	real_writev = (ssize_t (*)(int, const struct iovec *, int))
 	    dlsym(RTLD_NEXT, "writev");
+	real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+	real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
 	if ((s = getenv("SMSUBMIT_ENOSPC_AT")) != NULL)
 		limit = atoll(s);
+	if ((s = getenv("SMSUBMIT_EIO_SIZE")) != NULL)
+		eio_size = atoll(s);
 }
 
 static int
@@ -67,4 +78,33 @@ writev(int fd, const struct iovec *iov, int cnt)
 		return -1;
 	}
 	return real_writev(fd, iov, cnt);
+}
+
+static int
+failing(int fd)
+{
+	struct stat	 st;
+
+	return eio_size >= 0 && fd > 2 && fstat(fd, &st) == 0 &&
+	    S_ISREG(st.st_mode) && (long long)st.st_size == eio_size;
+}
+
+int
+fsync(int fd)
+{
+	if (failing(fd)) {
+		errno = EIO;
+		return -1;
+	}
+	return real_fsync(fd);
+}
+
+int
+fdatasync(int fd)
+{
+	if (failing(fd)) {
+		errno = EIO;
+		return -1;
+	}
+	return real_fdatasync(fd);
 }

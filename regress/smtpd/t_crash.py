@@ -267,7 +267,8 @@ def t_crash_kill9_at_random():
             "without a 250 seen %d" % (delivered, len(missing), dups,
                                        len(extra)))
         corrupt = queue_dir(d, "corrupt")
-        left_tmp = queue_dir(d, "tmp")
+        # empty spares (smtpd/spare.c) are the queue's, not leftovers
+        left_tmp = sorted(os.path.basename(f) for f in d.queue_files("tmp"))
         moved = re.findall(r".*moved to corrupt/.*", d.log())
 
         assert not problems, "; ".join(problems)

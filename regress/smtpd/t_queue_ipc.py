@@ -13,10 +13,11 @@ import random
 import re
 import time
 
-from harness import Smsubmit
+from harness import Skip, Smsubmit, wait_for
 from ipcpeer import IPC_MAX_PAYLOAD, PROC_SMTP, T, Child, pack, unpack
 
 QUEUE_OK = 0
+QUEUE_R_TEMP = 1       # smsubmit.h: enum queue_result
 RECEIVED_MAX = 4096     # queue.c: the Received: field beyond the limit
 SIZE = 64 * 1024        # "limit message-size" of these tests
 RCPTS = 3               # "limit recipients"
@@ -27,8 +28,8 @@ CONF = {"limit message-size": "64K", "limit recipients": str(RCPTS),
 class QueueChild(Child):
     """`smsubmit -X queue`, with the test as its parent and listener."""
 
-    def __init__(self, d):
-        Child.__init__(self, d, "queue", PROC_SMTP)
+    def __init__(self, d, env=None):
+        Child.__init__(self, d, "queue", PROC_SMTP, env=env)
         self.listener = self.peer
         self.ready()
 
@@ -76,10 +77,10 @@ class QueueChild(Child):
         return msgid, fd
 
 
-def run(body, conf=None):
+def run(body, conf=None, env=None):
     d = Smsubmit(start=False, conf=dict(CONF, **(conf or {})))
     d.make_queue()
-    q = QueueChild(d)
+    q = QueueChild(d, env)
     try:
         body(d, q)
     finally:
@@ -527,3 +528,155 @@ def t_queue_ipc_random_sequences_follow_protocol_or_exit():
                                          len(model.committed)))
     finally:
         d.stop()
+
+
+SHIM = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), "shim", "enospc.so")
+
+
+def stage(q, sid, data):
+    """A message up to its commit: its msgid and the listener's fd."""
+    msgid, fd = q.create(sid)
+    os.write(fd, data)
+    q.envelope(sid, msgid)
+    q.rcpt(sid, msgid)
+    return msgid, fd
+
+
+def commit_together(q, staged):
+    """The commits of staged {sid: msgid} in one write, so that [queue]
+    reads them at once; their results by sid."""
+    q.listener.send_frames([q.listener.frame("IMSG_MSG_COMMIT", sid, "s", m)
+                            for sid, m in staged.items()])
+    results = {}
+    while len(results) < len(staged):
+        t, peer, data, fd = q.answer(20)
+        assert (t, fd) == ("IMSG_MSG_RESULT", None), (t, peer)
+        result, msgid = unpack("us", data)
+        assert staged.get(peer) == msgid and peer not in results, \
+            (peer, msgid, staged)
+        results[peer] = result
+    return results
+
+
+def t_queue_ipc_group_commit_shares_directory_fsync():
+    """Four commits read at once are one batch: each file and envelope is
+    synced and renamed into queue/, then queue/ is synced once for all
+    four, and only after that sync does any result go to the listener."""
+    from strace import Tracer
+
+    def body(d, q):
+        staged, fds = {}, []
+        for sid in range(1, 5):
+            msgid, fd = stage(q, sid, mail("batch-%d" % sid, 2000 * sid))
+            staged[sid] = msgid
+            fds.append(fd)
+        tracer = Tracer(d, [q.proc.pid], "fsync,fdatasync,rename,sendmsg")
+        try:
+            results = commit_together(q, staged)
+        finally:
+            calls = tracer.stop()
+        for fd in fds:
+            os.close(fd)
+        assert all(r == QUEUE_OK for r in results.values()), results
+        dirsyncs = [c for c in calls if c.name == "fsync" and c.ret == 0 and
+                    re.search(r"/queue/queue>", c.args)]
+        assert len(dirsyncs) == 1, "queue/ synced %d times for one batch: " \
+            "%s" % (len(dirsyncs), dirsyncs)
+        sync = dirsyncs[0]
+        # the listener hears only through sendmsg(2) (common/ipc.c)
+        replies = [c for c in calls if c.name == "sendmsg" and c.ret > 0]
+        assert replies and min(c.start for c in replies) >= sync.end, \
+            "a result went out before queue/ was synced: %s" % replies[:3]
+        for msgid in staged.values():
+            for ext in ("msg", "env"):
+                done = [c for c in calls if c.name == "fdatasync" and
+                        c.ret == 0 and "/tmp/%s.%s>" % (msgid, ext)
+                        in c.args]
+                moved = [c for c in calls if c.name.startswith("rename") and
+                         c.ret == 0 and "queue/%s.%s" % (msgid, ext)
+                         in c.args]
+                assert done and moved, (msgid, ext, done, moved)
+                assert done[-1].end <= moved[0].start <= sync.start, \
+                    "%s.%s: synced %s, renamed %s, queue/ synced %s" % (
+                        msgid, ext, done[-1], moved[0], sync)
+            assert os.path.exists(os.path.join(d.queue, "queue",
+                                               msgid + ".env"))
+    run(body)
+
+
+def t_queue_ipc_group_commit_failure_fails_only_its_message():
+    """Of three commits read at once, the one whose file cannot be synced
+    (EIO, from regress/shim/enospc.so) gets a temporary failure and
+    leaves nothing behind; the two others are committed and delivered."""
+    if not os.path.exists(SHIM):
+        raise Skip("%s not built (make regress/shim/enospc.so)" % SHIM)
+    bad = mail("failing-%d" % os.getpid(), 3000)
+
+    def body(d, q):
+        staged, fds = {}, []
+        for sid, data in ((1, mail("good-one-%d" % os.getpid(), 500)),
+                          (2, bad),
+                          (3, mail("good-two-%d" % os.getpid(), 9000))):
+            msgid, fd = stage(q, sid, data)
+            staged[sid] = msgid
+            fds.append(fd)
+        results = commit_together(q, staged)
+        for fd in fds:
+            os.close(fd)
+        assert results == {1: QUEUE_OK, 2: QUEUE_R_TEMP, 3: QUEUE_OK}, \
+            (results, q.log())
+        assert re.search(r"message %s: commit failed: Input/output error" %
+                         staged[2], q.log()), q.log()
+        names = sorted(os.path.basename(f) for f in d.queue_files("queue"))
+        assert names == sorted("%s.%s" % (staged[s], e) for s in (1, 3)
+                               for e in ("env", "msg")), names
+        # (the two others may be in tmp/ too, their envelopes rewritten
+        # as the relay host is down)
+        left = [f for f in d.queue_files() if staged[2] in f]
+        assert not left, left
+        d.upstream.start()
+        for tag in (b"good-one-%d" % os.getpid(),
+                    b"good-two-%d" % os.getpid()):
+            d.wait_message(tag, timeout=20)
+        assert not [m for m in d.upstream.messages()
+                    if b"failing-" in m.eml], "the failed one was relayed"
+    run(body, env={"LD_PRELOAD": SHIM,
+                   "SMSUBMIT_EIO_SIZE": str(len(bad)),
+                   "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") +
+                   ":verify_asan_link_order=0"})
+
+
+def t_queue_ipc_delivered_files_are_reused_empty():
+    """A delivered message's files are kept as empty spares, not unlinked:
+    no copy of its text stays, and once queue/ has been synced after the
+    removal a later commit writes into the same inode instead of
+    allocating one (smtpd/spare.c)."""
+    def body(d, q):
+        tag = "reused-%d" % os.getpid()
+        first, fd = q.submit(1, mail(tag, 4000))
+        os.close(fd)
+        inode = os.stat(os.path.join(d.queue, "queue",
+                                     first + ".msg")).st_ino
+        d.upstream.start()
+        d.wait_message(tag.encode(), timeout=20)
+        wait_for(lambda: not d.queue_files("queue"), 20,
+                 lambda: "still queued: %s" % d.queue_files("queue"))
+        spares = d.spares()
+        assert spares and all(os.path.getsize(f) == 0 for f in spares), \
+            [(f, os.path.getsize(f)) for f in spares]
+        assert not [f for f in d.queue_files() if os.path.isfile(f) and
+                    tag.encode() in open(f, "rb").read()]
+        # a sync of queue/ settles the spare (a second after the removal,
+        # or the next commit's): the second commit or the third reuses it
+        d.upstream.stop()
+        inodes = []
+        for sid in (2, 3):
+            msgid, fd = q.submit(sid, mail("later-%d" % sid, 4000))
+            os.close(fd)
+            inodes.append(os.stat(os.path.join(d.queue, "queue",
+                                               msgid + ".msg")).st_ino)
+            assert queued(d, msgid) == mail("later-%d" % sid, 4000)
+        assert inode in inodes, "later messages in inodes %s, the " \
+            "delivered one's was %d" % (inodes, inode)
+    run(body)
