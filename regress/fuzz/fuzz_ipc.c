@@ -45,7 +45,9 @@
  * name and password; see queue_canned and auth_canned.
  * Queue kinds: 0 CREATE, 1 ENVELOPE, 2 RCPT, 3 COMMIT, 4 ABORT, 5 STATS,
  * 6 LIMIT_MAIL, 7 LIMIT_RCPT, 8 no message: the listener writes to the
- * session's file (payload octet 0 + 1 times the rest), 9-15 types the
+ * session's file (payload octet 0 + 1 times the rest), 15 no message:
+ * the frames that follow are held until the next 15 (or the end) and
+ * then read together, so that commits share a batch; 9-14 types the
  * listener never sends.
  * Auth kinds: 0 START, 1 STEP, 2 END, 3 no message: the failures held
  * back are let go (their timers fire), 4 AUTH_FAILURE from the parent,
@@ -181,7 +183,8 @@ framing(const uint8_t *data, size_t size)
 
 /* the process's view of a session, as this harness expects it */
 enum {
-	Q_NONE = 0x01, Q_OPEN = 0x02, Q_ENVELOPE = 0x04, Q_RCPT = 0x08
+	Q_NONE = 0x01, Q_OPEN = 0x02, Q_ENVELOPE = 0x04, Q_RCPT = 0x08,
+	Q_COMMIT = 0x10		/* committed, the answer after the read */
 };
 enum {
 	A_NONE = 0x01, A_STEP = 0x02, A_HELD = 0x04
@@ -238,6 +241,7 @@ static struct {
 	struct reply		 r[REPLIES_MAX];
 	int			 nr;
 	int			 dispatching;
+	int			 hold;		/* frames written, not read */
 } fz;
 
 static jmp_buf	 fatal_jmp;
@@ -588,11 +592,15 @@ queue_after(const struct ipc_msg *msg, struct sess *s, int before)
 		s->state = Q_RCPT;
 		break;
 	case IMSG_MSG_COMMIT:
+		if (fz.nr == 0) {
+			/* in the batch: answered once the read is done */
+			s->state = Q_COMMIT;
+			break;
+		}
+		/* failed at once (the copy or the envelope): never ok */
 		r = one_answer(msg->peerid, result);
 		CHECK(ipc_unpack(&r->msg, "us", &u, &id) == 0);
-		CHECK(strcmp(id, s->id) == 0);
-		if (u == QUEUE_OK)
-			check_committed(s);
+		CHECK(strcmp(id, s->id) == 0 && u != QUEUE_OK);
 		sess_clear(s);
 		s->state = Q_NONE;
 		break;
@@ -683,6 +691,44 @@ auth_release(void)
 }
 
 /*
+ * After a read the queue syncs the commits it brought, together, and
+ * answers each: exactly one result for every session whose commit was
+ * in the batch; an ok one is on disk as the listener gave it.
+ */
+static void
+queue_batch(void)
+{
+	struct reply	*r;
+	const char	*id;
+	uint32_t	 u;
+	int		 i, j, n, waiting = 0;
+
+	fz.dispatching = 1;
+	n = fuzzq_batch();
+	fz.dispatching = 0;
+	collect();
+	for (i = 0; i < NSESS; i++) {
+		if (!fz.s[i].used || fz.s[i].state != Q_COMMIT)
+			continue;
+		waiting++;
+		for (r = NULL, j = 0; j < fz.nr; j++)
+			if (fz.r[j].peerid == fz.s[i].peerid) {
+				CHECK(r == NULL);
+				r = &fz.r[j];
+			}
+		CHECK(r != NULL && r->type == IMSG_MSG_RESULT);
+		CHECK(ipc_unpack(&r->msg, "us", &u, &id) == 0);
+		CHECK(strcmp(id, fz.s[i].id) == 0);
+		if (u == QUEUE_OK)
+			check_committed(&fz.s[i]);
+		sess_clear(&fz.s[i]);
+		fz.s[i].state = Q_NONE;
+	}
+	/* sessions the model does not follow have answers too */
+	CHECK(fz.nr == n && waiting <= n);
+}
+
+/*
  * Every whole frame the process can read now, through its own code,
  * into its dispatch; then what it answered.
  */
@@ -697,6 +743,8 @@ deliver(struct ipc *proc, int parent)
 		fz.dispatching = 1;
 		if (ipc_read_sync(proc, &msg, 0) != 1) {
 			fz.dispatching = 0;
+			if (fz.target == 0)
+				queue_batch();
 			return;
 		}
 		s = parent ? NULL : sess_get(msg.peerid);
@@ -822,7 +870,7 @@ static const uint32_t queue_types[16] = {
 	IMSG_MSG_CREATE, IMSG_MSG_ENVELOPE, IMSG_MSG_RCPT, IMSG_MSG_COMMIT,
 	IMSG_MSG_ABORT, IMSG_STATS, IMSG_LIMIT_MAIL, IMSG_LIMIT_RCPT,
 	0, IMSG_MSG_FILE, IMSG_MSG_RESULT, IMSG_AUTH_START, IMSG_NONE,
-	IMSG_MAX, 0xffffffff, IMSG_STATS_REQUEST
+	IMSG_MAX, 0xffffffff, 0
 };
 static const uint32_t auth_types[16] = {
 	IMSG_AUTH_START, IMSG_AUTH_STEP, IMSG_AUTH_END, 0, IMSG_AUTH_FAILURE,
@@ -903,6 +951,13 @@ run(const uint8_t *data, size_t size)
 			data += len;
 			continue;
 		}
+		if (fz.target == 0 && kind == 15) {
+			/* hold the frames, and let them be read together */
+			data += len;
+			if ((fz.hold = !fz.hold) == 0)
+				deliver(fz.proc, 0);
+			continue;
+		}
 		if (fz.target == 1 && kind == 3) {
 			data += len;
 			auth_release();
@@ -933,7 +988,8 @@ run(const uint8_t *data, size_t size)
 		}
 		send_frame(parent ? fz.ppeer->fd : fz.peer->fd, &hdr, sub, n,
 		    withfd, parent ? fz.pproc : fz.proc, parent);
-		deliver(parent ? fz.pproc : fz.proc, parent);
+		if (!fz.hold)
+			deliver(parent ? fz.pproc : fz.proc, parent);
 	}
 }
 
@@ -972,9 +1028,13 @@ processes(const uint8_t *data, size_t size)
 		fuzza_channels(fz.proc, fz.pproc);
 	}
 
-	if (setjmp(fatal_jmp) == 0)
+	fz.hold = 0;
+	if (setjmp(fatal_jmp) == 0) {
 		run(data + 1, size - 1);
-	else
+		/* what was held is read now */
+		if (fz.target == 0)
+			deliver(fz.proc, 0);
+	} else
 		died = 1;	/* the designed answer: the process is gone */
 
 	for (i = 0; i < NSESS; i++)

@@ -16,6 +16,9 @@ void	fuzzq_init(struct smsubmit_conf *, struct event_base *);
 void	fuzzq_listener(struct ipc *);
 /* The queue's listener_dispatch(). */
 void	fuzzq_dispatch(struct ipc *, struct ipc_msg *);
+/* The commits of the last read, synced and answered as after the read;
+ * how many there were. */
+int	fuzzq_batch(void);
 /* Forget what the last input left; nothing may then be in tmp/ or queue/
  * but what a fatal() cut short (clean says whether one did). */
 void	fuzzq_reset(int clean);

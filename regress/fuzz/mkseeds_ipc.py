@@ -9,6 +9,7 @@ import sys
 QUEUE, AUTH = b"\x00", b"\x01"
 (CREATE, ENVELOPE, RCPT, COMMIT, ABORT, STATS, LIMIT_MAIL, LIMIT_RCPT,
  WRITE) = range(9)
+HOLD = 15
 START, STEP, END, RELEASE, PARENT_FAILURE = range(5)
 FD, LIAR = 0x10, 0x20
 
@@ -48,6 +49,14 @@ seeds = {
     rec(ENVELOPE) + rec(RCPT) + rec(RCPT) + rec(COMMIT) +
     rec(CREATE, 1) + rec(ENVELOPE, 1) + rec(ABORT, 1) +
     rec(LIMIT_MAIL) + rec(LIMIT_RCPT),
+    # two commits in one read: one batch, one sync of queue/, two results
+    "q_batch": QUEUE + rec(CREATE) + rec(CREATE, 1) + rec(ENVELOPE) +
+    rec(ENVELOPE, 1) + rec(RCPT) + rec(RCPT, 1) + rec(WRITE, 1, b"\x01x") +
+    rec(HOLD) + rec(COMMIT) + rec(COMMIT, 1) + rec(HOLD) +
+    rec(CREATE) + rec(CREATE, 1),
+    # fatal: a request while its commit waits for the batch
+    "q_create_while_committing": QUEUE + rec(CREATE) + rec(ENVELOPE) +
+    rec(RCPT) + rec(HOLD) + rec(COMMIT) + rec(ABORT),
     "a_canned": AUTH + rec(START) + rec(STEP) + rec(STEP) +
     rec(START, 1) + rec(STEP, 1) + rec(END, 1) + rec(PARENT_FAILURE),
     # a message from create to commit, and a second one aborted
