@@ -194,6 +194,27 @@ log_debug(const char *fmt, ...)
 	va_end(ap);
 }
 
+#ifdef FUZZING
+/*
+ * Fuzz builds only (regress/fuzz/Makefile defines FUZZING; the daemon's
+ * build never does, so none of this is in smsubmit): a harness that
+ * feeds a process hostile input, where fatal() is the designed answer,
+ * sets this to a function that longjmp()s back to it instead of letting
+ * the process exit.  It must not return.
+ */
+void	(*log_fatal_hook)(void);
+#endif
+
+static void __attribute__((noreturn))
+die(void)
+{
+#ifdef FUZZING
+	if (log_fatal_hook != NULL)
+		log_fatal_hook();
+#endif
+	exit(1);
+}
+
 void
 fatal(const char *fmt, ...)
 {
@@ -202,7 +223,7 @@ fatal(const char *fmt, ...)
 	va_start(ap, fmt);
 	log_errno(LOG_CRIT, fmt, ap);
 	va_end(ap);
-	exit(1);
+	die();
 }
 
 void
@@ -213,7 +234,7 @@ fatalx(const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vwrite(LOG_CRIT, fmt, ap);
 	va_end(ap);
-	exit(1);
+	die();
 }
 
 void

@@ -44,5 +44,9 @@ void	fatal(const char *, ...) __attribute__((format(printf, 1, 2)))
 	    __attribute__((noreturn));
 void	fatalx(const char *, ...) __attribute__((format(printf, 1, 2)))
 	    __attribute__((noreturn));
+#ifdef FUZZING
+/* fuzz builds only: called by fatal() and fatalx(), must not return */
+extern void	(*log_fatal_hook)(void);
+#endif
 
 #endif

@@ -53,6 +53,7 @@ struct exchange {
 	char			 client[NI_MAXHOST];
 	char			 user[128];	/* for the log, sanitised */
 	int			 steps;
+	int			 named;		/* the user name was looked at */
 	struct event		*delay;		/* a failure held back */
 };
 
@@ -66,6 +67,7 @@ struct failures {
 };
 
 #define FAILURES_MAX	10000	/* records kept; beyond, old ones go */
+#define USER_NAME_MAX	255	/* octets of a user name a client may claim */
 #define EXCHANGES_SLACK	64	/* beyond "limit sessions": a bad listener */
 
 static int	exchange_cmp(struct exchange *, struct exchange *);
@@ -159,10 +161,14 @@ conn_new(const char *local, const char *client)
 	sasl_conn_t			*conn;
 	char				 remote[NI_MAXHOST + 4];
 
+	/*
+	 * Cyrus refuses an address it cannot parse, such as "unknown",
+	 * and leaks memory when it does: none is better than that.
+	 */
 	snprintf(remote, sizeof(remote), "%s;0", client);
 	if (sasl_server_new("smtp", env.conf->hostname, NULL,
-	    *local ? local : NULL, *client ? remote : NULL, conn_cb, 0,
-	    &conn) != SASL_OK)
+	    *local ? local : NULL, *client && strcmp(client, "unknown") != 0 ?
+	    remote : NULL, conn_cb, 0, &conn) != SASL_OK)
 		return NULL;
 	/* TLS protects the exchange; SASL adds no security layer */
 	memset(&secprops, 0, sizeof(secprops));
@@ -212,40 +218,87 @@ find_mechs(void)
 		log_warnx("no SASL mechanism available: nobody can log in");
 }
 
+/*
+ * Where the user name is in a client's message, for the mechanisms
+ * whose first message names one: 1 with *user and *n, else 0.
+ */
+static int
+claimed_user(struct exchange *x, const char *in, unsigned len,
+    const char **user, size_t *n)
+{
+	const char	*p, *end;
+
+	/* no initial response: in is NULL, and NULL + 0 is undefined */
+	if (len == 0) {
+		*user = "";
+		*n = 0;
+		return strcasecmp(x->mech, "LOGIN") == 0;
+	}
+	end = in + len;
+	if (strcasecmp(x->mech, "PLAIN") == 0) {
+		/* authzid NUL authcid NUL password */
+		if ((p = memchr(in, '\0', len)) == NULL)
+			return 0;
+		p++;
+		*n = strnlen(p, end - p);
+	} else if (strcasecmp(x->mech, "LOGIN") == 0) {
+		p = in;
+		*n = len;
+	} else if (strncasecmp(x->mech, "SCRAM-", 6) == 0) {
+		/* gs2-header then "n=user," */
+		if ((p = memmem(in, len, ",n=", 3)) == NULL)
+			return 0;
+		p += 3;
+		*n = strcspn(p, ",");
+		if (*n > (size_t)(end - p))
+			*n = end - p;
+	} else
+		return 0;
+	*user = p;
+	return 1;
+}
+
 /* The user an exchange claims to be, for the log line of a failure. */
 static void
 guess_user(struct exchange *x, const char *in, unsigned len)
 {
-	const char	*p, *end = in + len;
+	const char	*p;
 	char		 user[128];
 	size_t		 n;
 
-	if (x->user[0] != '\0' || len == 0)
-		return;
-	if (strcasecmp(x->mech, "PLAIN") == 0) {
-		/* authzid NUL authcid NUL password */
-		if ((p = memchr(in, '\0', len)) == NULL)
-			return;
-		p++;
-		n = strnlen(p, end - p);
-	} else if (strcasecmp(x->mech, "LOGIN") == 0) {
-		p = in;
-		n = len;
-	} else if (strncasecmp(x->mech, "SCRAM-", 6) == 0) {
-		/* gs2-header then "n=user," */
-		if ((p = memmem(in, len, ",n=", 3)) == NULL)
-			return;
-		p += 3;
-		n = strcspn(p, ",");
-		if (n > (size_t)(end - p))
-			n = end - p;
-	} else
+	if (x->user[0] != '\0' || len == 0 ||
+	    !claimed_user(x, in, len, &p, &n))
 		return;
 	if (n >= sizeof(user))
 		n = sizeof(user) - 1;
 	memcpy(user, p, n);
 	user[n] = '\0';
 	log_sanitise(x->user, sizeof(x->user), user);
+}
+
+/*
+ * A user name no account has: empty or blank, or longer than any.  Cyrus
+ * refuses those only after it copied the password, and then leaks the
+ * copy (PLAIN and LOGIN, seen with Cyrus SASL 2.1.28), answered as a
+ * temporary failure that no delay or ban counts: a client could fill
+ * this process's memory with passwords.  So it is a failed login here,
+ * before Cyrus sees it.  Looked at once, in the first message that names
+ * the user.
+ */
+static int
+name_refused(struct exchange *x, const char *in, unsigned len)
+{
+	const char	*user;
+	size_t		 n, i;
+
+	if (x->named)
+		return 0;
+	x->named = 1;
+	if (!claimed_user(x, in, len, &user, &n))
+		return 0;
+	for (i = 0; i < n && (user[i] == ' ' || user[i] == '\t'); i++)
+		;
+	return i == n || n > USER_NAME_MAX;
 }
 
 static void
@@ -561,6 +614,31 @@ client_valid(const char *client)
 	return 1;
 }
 
+/*
+ * The listener's own address, "ADDR;PORT" as Cyrus takes it, or "" if
+ * it has none: anything else is not what the listener makes, and Cyrus
+ * would refuse it (and leak, see conn_new()).
+ */
+static int
+local_valid(const char *local)
+{
+	const char	*semi;
+	char		 addr[NI_MAXHOST];
+	size_t		 n;
+
+	if (*local == '\0')
+		return 1;
+	if ((semi = strrchr(local, ';')) == NULL ||
+	    (n = semi - local) >= sizeof(addr) ||
+	    strspn(semi + 1, "0123456789") != strlen(semi + 1) ||
+	    strlen(semi + 1) < 1 || strlen(semi + 1) > 5 ||
+	    atoi(semi + 1) > 65535)
+		return 0;
+	memcpy(addr, local, n);
+	addr[n] = '\0';
+	return strcmp(addr, "unknown") != 0 && client_valid(addr);
+}
+
 static void
 auth_start(struct exchange *none, struct ipc_msg *msg)
 {
@@ -585,6 +663,9 @@ auth_start(struct exchange *none, struct ipc_msg *msg)
 	}
 	if (!client_valid(client))
 		fatalx("AUTH_START for session %08x: bad client address",
+		    msg->peerid);
+	if (!local_valid(local))
+		fatalx("AUTH_START for session %08x: bad local address",
 		    msg->peerid);
 	if (env.nexchanges >= env.max_sessions + EXCHANGES_SLACK)
 		fatalx("AUTH_START: more exchanges than sessions");
@@ -614,6 +695,11 @@ auth_start(struct exchange *none, struct ipc_msg *msg)
 		fail_badcreds(x, SASL_OK);
 		return;
 	}
+	if (has_ir && name_refused(x, in, inlen)) {
+		freezero(in, inlen + 1);
+		fail_badcreds(x, SASL_BADAUTH);
+		return;
+	}
 	r = sasl_server_start(x->conn, x->mech, has_ir ? in : NULL, inlen,
 	    &out, &outlen);
 	if (in != NULL)
@@ -634,6 +720,11 @@ auth_step(struct exchange *x, struct ipc_msg *msg)
 	if ((in = decode(x, resp, &inlen)) == NULL)
 		return;
 	guess_user(x, in, inlen);
+	if (name_refused(x, in, inlen)) {
+		freezero(in, inlen + 1);
+		fail_badcreds(x, SASL_BADAUTH);
+		return;
+	}
 	r = sasl_server_step(x->conn, in, inlen, &out, &outlen);
 	freezero(in, inlen + 1);
 	answer(x, r, out, outlen);

@@ -1265,10 +1265,14 @@ parent_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 	}
 }
 
-static void
-auth_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
+/*
+ * What worker w said: the session it answered, for the caller to
+ * pump(), or NULL.  Apart from auth_dispatch() so that the fuzz
+ * harnesses can give the listener a worker's answers without its socket.
+ */
+static struct session *
+auth_answer(struct auth_worker *w, struct ipc_msg *msg)
 {
-	struct auth_worker	*w = arg;
 	struct session		*s;
 	struct stale		*x;
 	const char		*mechs, *addr;
@@ -1290,7 +1294,7 @@ auth_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 				log_info("SASL mechanisms offered: %s",
 				    *mechs ? mechs : "none");
 			strlcpy(env.mechs, mechs, sizeof(env.mechs));
-			return;
+			return NULL;
 		}
 		/* the same configuration and plugins: the same answer */
 		for (i = 0; i < nworkers; i++)
@@ -1302,16 +1306,16 @@ auth_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 		w->ready = 1;
 		for (i = 0; i < nworkers; i++)
 			if (!workers[i].ready)
-				return;
+				return NULL;
 		env.auth_ready = 1;
 		log_info("SASL mechanisms offered: %s",
 		    *env.mechs ? env.mechs : "none");
-		return;
+		return NULL;
 	case IMSG_AUTH_BAN:
 		if (ipc_unpack(msg, "su", &addr, &secs) == -1)
 			fatalx("bad AUTH_BAN from %s", w->name);
 		addr_ban(addr, secs);
-		return;
+		return NULL;
 	case IMSG_AUTH_ENDED:
 	case IMSG_AUTH_HOLD:
 	case IMSG_AUTH_CONTINUE:
@@ -1323,7 +1327,7 @@ auth_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 	}
 	if ((x = stale_find(w, msg->peerid)) != NULL) {
 		auth_late(w, x, msg);
-		return;
+		return NULL;
 	}
 	/* a session that left sent AUTH_END: it is in the stale tree */
 	if ((s = session_find(msg->peerid)) == NULL || s->authw != w ||
@@ -1340,7 +1344,7 @@ auth_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 		env.stats.auth_throttled++;
 		w->busy--;
 		auth_wait(s, secs + s->conf->auth_timeout);
-		return;
+		return NULL;
 	}
 	if (s->auth_held && msg->type != IMSG_AUTH_FAIL)
 		fatalx("%s answers a held failure with %u", w->name,
@@ -1355,7 +1359,16 @@ auth_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
 	} else
 		evtimer_del(s->auth_timer);
 	session_auth_result(s, msg);
-	pump(s);
+	return s;
+}
+
+static void
+auth_dispatch(struct ipc *ipc, struct ipc_msg *msg, void *arg)
+{
+	struct session	*s;
+
+	if ((s = auth_answer(arg, msg)) != NULL)
+		pump(s);
 }
 
 static void

@@ -48,8 +48,8 @@ static struct pool {
 	unsigned int	 settling[SPARE_MAX];
 	int		 nsettling;
 } pools[] = {
-	[SPARE_MSG] = { 'm' },
-	[SPARE_ENV] = { 'e' },
+	[SPARE_MSG] = { .tag = 'm' },
+	[SPARE_ENV] = { .tag = 'e' },
 };
 
 static unsigned int	 serial;

@@ -12,6 +12,10 @@
  * the state consistent, and, one line at a time, every command line gets
  * exactly one reply (a line inside DATA none, the end of DATA one).
  *
+ * The auth process is played by fuzz_listener.c behind the listener's
+ * real auth worker channel: AUTH is answered with a challenge, success,
+ * each failure, or a failure held back.
+ *
  * The first octet of the input chooses: bit 0 the TLS port (TLS at
  * once), bit 1 one line at a time, bits 2-3 the auth answers, bits 4-5
  * the queue's; the second the size of the pieces; the rest is what the
@@ -31,6 +35,7 @@
 #include "log.h"
 #include "smsubmit.h"
 #include "fuzz.h"
+#include "fuzz_listener.h"
 
 #define LINE_CAP	1024
 #define MAXSIZE		(35 * 1024 * 1024)
@@ -154,6 +159,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		return 0;
 	lenv.conf = &conf;
 	lenv.auth_ready = 1;
+	fuzzl_init();
 	strlcpy(lenv.mechs, "PLAIN LOGIN", sizeof(lenv.mechs));
 	/* a context no handshake was made on: version and cipher NULL */
 	if ((tlsctx = tls_server()) == NULL)
@@ -206,6 +212,30 @@ done(struct answer *a, uint32_t type, uint32_t id, int fd)
 	return &a->msg;
 }
 
+static struct picker {
+	int		 mode;
+	unsigned	 k;		/* answers given */
+} picker;
+
+/*
+ * The fake auth process's answers, in turn from the row the input's bits
+ * 2-3 choose: a login at once, LOGIN's two challenges then success,
+ * failures held back and a ban, the other failures.
+ */
+static enum fuzzl_answer
+auth_pick(void *arg)
+{
+	static const enum fuzzl_answer	 rows[4][4] = {
+		{ FUZZL_OK, FUZZL_BADCREDS, FUZZL_OK, FUZZL_TEMP },
+		{ FUZZL_CONTINUE, FUZZL_CONTINUE, FUZZL_OK, FUZZL_HOLD },
+		{ FUZZL_BADCREDS, FUZZL_HOLD, FUZZL_BAN, FUZZL_OK },
+		{ FUZZL_CONTINUE, FUZZL_BADB64, FUZZL_BADMECH, FUZZL_TEMP },
+	};
+	struct picker	*p = arg;
+
+	return rows[(p->mode >> 2) & 3][p->k++ % 4];
+}
+
 /* Play the auth process or the queue until the session waits for none. */
 static void
 answer_pending(struct session *s, int mode, unsigned *turn)
@@ -218,22 +248,7 @@ answer_pending(struct session *s, int mode, unsigned *turn)
 		(*turn)++;
 		switch (s->pending) {
 		case PENDING_AUTH:
-			pick = ((mode >> 2) + *turn) % 4;
-			if (pick == 0) {
-				put_s(&a, "alice");
-				put_s(&a, "*");
-				session_auth_result(s, done(&a, IMSG_AUTH_OK,
-				    s->id, -1));
-			} else if (pick == 1) {
-				put_s(&a, "VXNlcm5hbWU6");
-				session_auth_result(s, done(&a,
-				    IMSG_AUTH_CONTINUE, s->id, -1));
-			} else {
-				put_u(&a, pick == 2 ? AUTH_R_BADCREDS :
-				    AUTH_R_TEMP);
-				session_auth_result(s, done(&a, IMSG_AUTH_FAIL,
-				    s->id, -1));
-			}
+			fuzzl_auth(s, auth_pick, &picker);
 			break;
 		case PENDING_FILE:
 			pick = ((mode >> 4) + *turn) % 4;
@@ -319,6 +334,9 @@ state_checks(struct session *s)
 		    (s->state < S_AUTH || s->state == S_QUIT));
 	if (s->state == S_MAIL || s->state == S_RCPT || s->state == S_DATA)
 		CHECK(s->flags & SF_AUTHED);
+	/* authenticated only by [auth]'s word, as the user it named */
+	if (s->flags & SF_AUTHED)
+		CHECK(fuzzl_given[FUZZL_OK] > 0 && strcmp(s->user, "alice") == 0);
 	if (s->state == S_MAIL)
 		CHECK(s->nrcpts == 0);
 	if (s->state == S_RCPT || s->state == S_DATA)
@@ -355,6 +373,8 @@ session_checks(const uint8_t *data, size_t size)
 		return;
 	mode = data[0];
 	piece = data[1] + 1;
+	picker.mode = mode;
+	picker.k = 0;
 	data += 2;
 	size -= 2;
 
@@ -375,6 +395,7 @@ session_checks(const uint8_t *data, size_t size)
 		s->flags |= SF_TLS;
 		s->tls = tlsctx;
 	}
+	fuzzl_begin(s);
 	session_start(s);
 	CHECK(replies(s) == 1);		/* the greeting */
 
@@ -399,6 +420,7 @@ session_checks(const uint8_t *data, size_t size)
 			abort();
 		session_input(s);
 		answer_pending(s, mode, &turn);
+		fuzzl_poll(s);
 		got = replies(s);
 		if (handshake(s))
 			got += replies(s);
@@ -425,6 +447,7 @@ session_checks(const uint8_t *data, size_t size)
 	CHECK((size_t)total <= lines + 1);
 
 	session_cleanup(s);
+	fuzzl_end(s);
 	free(s->senders);
 	free(s->helo);
 	free(s->user);

@@ -10,6 +10,10 @@
  * 421 before it closes.  Replies are counted in the session's output
  * buffer, independently of the session's own accounting (s->owed), which
  * must never have had to drop or make up a reply (env.reply_faults).
+ *
+ * [auth] is played by fuzz_listener.c behind the listener's real auth
+ * worker channel, its answers (a challenge, success, each failure, a
+ * failure held back) chosen by the seed too.
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -21,6 +25,7 @@
 #include "log.h"
 #include "smsubmit.h"
 #include "fuzz.h"
+#include "fuzz_listener.h"
 
 #define STREAM_CAP	(96 * 1024)
 
@@ -77,10 +82,7 @@ answer(struct session *s, uint32_t type, int fd, const void *payload,
 	msg.fd = fd;
 	msg.data = payload;
 	msg.len = len;
-	if (type == IMSG_AUTH_CONTINUE || type == IMSG_AUTH_OK ||
-	    type == IMSG_AUTH_FAIL)
-		session_auth_result(s, &msg);
-	else if (type == IMSG_LIMIT_RESULT)
+	if (type == IMSG_LIMIT_RESULT)
 		session_limit_result(s, &msg);
 	else
 		session_queue_result(s, &msg);
@@ -98,31 +100,24 @@ answer_us(struct session *s, uint32_t type, int fd, uint32_t result,
 	answer(s, type, fd, p, 4 + n);
 }
 
+static enum fuzzl_answer
+auth_pick(void *arg)
+{
+	return next() % FUZZL_NANSWERS;
+}
+
 /* What another process says to the session waiting for it. */
 static void
 resolve(struct session *s)
 {
-	static const char	 cont[] = "VXNlcm5hbWU6";
-	static const char	 ok[] = "alice\0*";
-	uint32_t		 u, r;
+	uint32_t		 u;
 	int			 fd;
 
 	switch (s->pending) {
 	case PENDING_NONE:
 		break;
 	case PENDING_AUTH:
-		switch ((r = next()) % 3) {
-		case 0:
-			answer(s, IMSG_AUTH_CONTINUE, -1, cont, sizeof(cont));
-			break;
-		case 1:
-			answer(s, IMSG_AUTH_OK, -1, ok, sizeof(ok));
-			break;
-		default:
-			u = AUTH_R_BADCREDS + (r >> 8) % 4;
-			answer(s, IMSG_AUTH_FAIL, -1, &u, sizeof(u));
-			break;
-		}
+		fuzzl_auth(s, auth_pick, NULL);
 		break;
 	case PENDING_FILE:
 		if (next() % 4 != 0 &&
@@ -157,6 +152,7 @@ setup(void)
 	if (parse_config_mem("fuzz.conf", conf_text, sizeof(conf_text) - 1,
 	    &conf) == -1)
 		abort();
+	fuzzl_init();
 }
 
 int
@@ -196,6 +192,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (data[0] & 1)
 		s.flags |= SF_TLS;	/* port 465, or 587 before STARTTLS */
 
+	fuzzl_begin(&s);
 	session_start(&s);
 	CHECK(replies(&s, 0, &closing) == 1);
 	CHECK(strncmp(buf_head(&s.out), "220 ", 4) == 0);
@@ -218,6 +215,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			session_input(&s);
 			while (s.pending != PENDING_NONE)
 				resolve(&s);
+			fuzzl_poll(&s);
 			if (s.flags & SF_STARTTLS) {
 				/* the handshake succeeds */
 				s.flags |= SF_TLS;
@@ -241,11 +239,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		else
 			CHECK(got == owed);
 		CHECK(s.owed == 0 || s.state == S_QUIT);
+		/* authenticated only by [auth]'s word, as the user it named */
+		if (s.flags & SF_AUTHED)
+			CHECK(fuzzl_given[FUZZL_OK] > 0 &&
+			    strcmp(s.user, "alice") == 0);
+		if (s.state == S_MAIL || s.state == S_RCPT ||
+		    s.state == S_DATA)
+			CHECK(s.flags & SF_AUTHED);
 	}
 	(void)closing;
 	CHECK(env.reply_faults == 0);
+	/* FUZZ_SHOW=1: the replies on fd 2, to see how far an input goes */
+	if (getenv("FUZZ_SHOW") != NULL)
+		(void)!write(2, buf_head(&s.out), buf_used(&s.out));
 
 	session_cleanup(&s);
+	fuzzl_end(&s);
 	free(s.senders);
 	free(s.helo);
 	free(s.user);

@@ -75,6 +75,27 @@ def t_auth_plain_unknown_user(d):
     expect(c.auth_plain("mallory", "alice-pw"), 535, "5.7.8")
 
 
+def t_auth_user_name_no_account_has_is_a_failed_login(d):
+    """An empty or blank user name, or one longer than any, gets 535 like
+    any wrong login.  Cyrus refused those as a temporary failure (454,
+    counted by no delay or ban) after it had copied the password, and
+    leaked the copy in [auth]: found by fuzz_ipc, and by LeakSanitizer
+    here under SANITIZE=1."""
+    for user in ("", " \t", "a" * 2000):
+        c = ready(d)
+        # the response on a line of its own: 2000 octets are no command
+        expect(c.cmd("AUTH PLAIN"), 334)
+        expect(c.cmd(b64("\0%s\0%s" % (user, USERS["alice"]))), 535,
+               "5.7.8", "PLAIN user %r" % user[:8])
+        c.quit()
+    c = ready(d)
+    expect(c.auth_login("", USERS["alice"]), 535, "5.7.8", "LOGIN user ''")
+    # a user name of 255 octets is still a user name, if a wrong one
+    expect(c.auth_plain("b" * 255, USERS["alice"]), 535, "5.7.8")
+    expect(c.auth_plain("alice", USERS["alice"]), 235, "2.7.0")
+    c.quit()
+
+
 def t_auth_plain_other_users_password(d):
     c = ready(d)
     expect(c.auth_plain("alice", USERS["bob"]), 535, "5.7.8")
