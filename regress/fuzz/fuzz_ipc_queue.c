@@ -7,8 +7,7 @@
 #include "fuzz.h"
 #include "fuzz_ipc.h"
 
-/* what the relay is busy with for ever: schedule() hands it nothing */
-static struct qmsg	 relay_busy;
+static int	 relay_ready;
 
 void
 fuzzq_init(struct smsubmit_conf *conf, struct event_base *base)
@@ -30,8 +29,15 @@ fuzzq_init(struct smsubmit_conf *conf, struct event_base *base)
 	userlimit_init(base, conf);
 	/* the control socket's requests would go to a channel of its own */
 	control_listen(base, ipc_open(-1, "listener (control)"));
-	/* relay.c would connect to the relay host */
-	env.busy = &relay_busy;
+	/*
+	 * relay.c would connect to the relay host: a pool of no
+	 * connections has no room, so schedule() hands it nothing
+	 */
+	conf->relay_connections = 0;
+	if (!relay_ready) {
+		relay_init(base, conf, relay_done, relay_back);
+		relay_ready = 1;
+	}
 }
 
 void
