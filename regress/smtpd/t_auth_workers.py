@@ -67,10 +67,17 @@ def login(d, out, i):
     try:
         c = ready(d)
         r = c.cmd(plain("alice", USERS["alice"]), timeout=30)
-        out[i] = (r.code, r.enh, time.monotonic() - t0)
+        took = time.monotonic() - t0
+        # after a 454 the session goes on: it answers, unauthenticated
+        after = None
+        if r.code == 454:
+            n = c.cmd("NOOP")
+            m = c.cmd("MAIL FROM:<alice@example.org>")
+            after = (n.code, n.enh, m.code, m.enh)
+        out[i] = (r.code, r.enh, took, after)
         c.close()
     except Exception as e:  # noqa: BLE001 - reported by the test
-        out[i] = (None, repr(e), time.monotonic() - t0)
+        out[i] = (None, repr(e), time.monotonic() - t0, None)
 
 
 def t_auth_stuck_worker_costs_only_its_sessions():
@@ -96,10 +103,11 @@ def t_auth_stuck_worker_costs_only_its_sessions():
             codes = [o[0] for o in out]
             assert set(codes) <= {235, 454}, out
             assert 235 in codes and 454 in codes, out
-            for code, enh, took in out:
+            for code, enh, took, after in out:
                 if code == 454:
                     assert enh == "4.7.0" and bound - 0.2 < took < bound + 2, \
                         out
+                    assert after == (250, "2.0.0", 530, "5.7.0"), out
                 else:
                     assert took < 1.5, out
             # a new login goes to the worker that answers
