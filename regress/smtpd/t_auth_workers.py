@@ -138,3 +138,47 @@ def t_auth_timeout_waits_for_a_held_failure():
         took = time.monotonic() - t0
         assert 2.8 < took < 4.5, "535 after %.1fs" % took
         expect(c.cmd(plain("alice", USERS["alice"])), 235, "2.7.0")
+
+
+def t_auth_no_worker_free_gives_454_at_once():
+    """SPEC 5, "auth process unavailable": with its one worker stopped
+    and owing as many answers as it may (listener.c WORKER_QUEUE_MAX,
+    128), the next AUTH gets 454 4.7.0 at once, not after `auth
+    timeout`, and the session goes on; once the worker runs again,
+    logins work."""
+    queue_max = 128
+    with Smsubmit(conf={"auth workers": "1", "auth timeout": "60s",
+                        "limit sessions": "300",
+                        "limit sessions-per-address": "300",
+                        "limit sessions-per-network": "300"}) as d:
+        stopped = auth_pids(d)[0]
+        os.kill(stopped, signal.SIGSTOP)
+        held = []
+        try:
+            for _ in range(queue_max):
+                c = ready(d)
+                c.send((plain("alice", USERS["alice"]) + "\r\n").encode())
+                held.append(c)
+            # the last of them has reached the listener once it answers
+            # the next session's EHLO after them
+            c = ready(d)
+            t0 = time.monotonic()
+            r = c.cmd(plain("alice", USERS["alice"]), timeout=30)
+            took = time.monotonic() - t0
+            expect(r, 454, "4.7.0")
+            assert took < 30, "454 after %.1fs: the timeout's" % took
+            d.wait_log(r"session [0-9a-f]{8} no auth worker free for it")
+            expect(c.cmd("NOOP"), 250, "2.0.0")
+            expect(c.cmd("MAIL FROM:<alice@example.org>"), 530, "5.7.0")
+            c.close()
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+        # the worker catches up: each held login is answered
+        for c in held:
+            expect(c.reply(timeout=30), 235, "2.7.0")
+            c.close()
+        c = ready(d)
+        expect(c.cmd(plain("alice", USERS["alice"]), timeout=30), 235,
+               "2.7.0")
+        c.quit()
+        assert d.alive()
