@@ -27,6 +27,9 @@
  * Only files the queue alone ever had a descriptor to become spares: the
  * listener's tmp/ID files are still created and unlinked, so nothing the
  * listener may hold a descriptor to is ever part of a committed message.
+ * (Reusing those too was tried: what a listener writes through a
+ * descriptor it kept would then land in a later session's message, and
+ * t_queue_ipc_random_sequences_follow_protocol_or_exit caught it.)
  */
 #include <sys/types.h>
 #include <sys/stat.h>
