@@ -5,7 +5,8 @@
  * it retry every message now, and `smsubmit -s` for the counters of the
  * listener and the queue: the listener's are asked for over its channel
  * (IMSG_STATS_REQUEST) and the answer is written when they come.  One
- * line in, text out, then close.
+ * line in, text out, then close.  The text is made here, from what
+ * queue.c shows of its messages (queue_first(), queue_next()), read only.
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -133,6 +134,42 @@ control_stats(struct ipc_msg *msg)
 	buf_free(&out);
 }
 
+/* "smsubmit -q": the queue as it is, what outsiders said escaped. */
+static void
+show(struct buf *out)
+{
+	const struct qmsg	*m;
+	time_t			 now = time(NULL);
+	char			 e1[LOG_ESCAPE_MAX(ADDR_MAX)];
+	char			 e2[LOG_ESCAPE_MAX(256)];
+	char			 next[32];
+	int			 i, n = 0;
+
+	for (m = queue_first(); m != NULL; m = queue_next(m)) {
+		n++;
+		if (m->inflight)
+			strlcpy(next, "now (delivering)", sizeof(next));
+		else
+			snprintf(next, sizeof(next), "in %llds",
+			    (long long)(m->next > now ? m->next - now : 0));
+		buf_printf(out, "%s age=%llds from=<%s> user=%s attempts=%d "
+		    "next=%s\n", m->id, (long long)(now - m->created),
+		    log_escape(e1, sizeof(e1), m->from),
+		    m->user[0] ? log_escape(e2, sizeof(e2), m->user) : "-",
+		    m->attempts, next);
+		for (i = 0; i < m->nrcpts; i++)
+			buf_printf(out, "    %-8s <%s>%s%s\n",
+			    envelope_rcpt_state_name(m->rcpts[i].state),
+			    log_escape(e1, sizeof(e1), m->rcpts[i].addr),
+			    m->rcpts[i].reply[0] ? " " : "",
+			    log_escape(e2, sizeof(e2), m->rcpts[i].reply));
+		if (m->error[0] != '\0')
+			buf_printf(out, "    last error: %s\n",
+			    log_escape(e1, sizeof(e1), m->error));
+	}
+	buf_printf(out, "%d message%s in the queue\n", n, n == 1 ? "" : "s");
+}
+
 static void
 accept_cb(int lfd, short ev, void *arg)
 {
@@ -160,10 +197,13 @@ accept_cb(int lfd, short ev, void *arg)
 	}
 	buf_init(&out, 64 * 1024 * 1024);
 	if (strcmp(cmd, "list") == 0)
-		queue_show(&out);
-	else if (strcmp(cmd, "flush") == 0)
-		queue_flush(&out);
-	else
+		show(&out);
+	else if (strcmp(cmd, "flush") == 0) {
+		n = queue_flush();
+		log_info("control: retry of %zd messages forced", n);
+		buf_printf(&out, "%zd message%s scheduled for delivery now\n",
+		    n, n == 1 ? "" : "s");
+	} else
 		buf_printf(&out, "unknown command\n");
 	write_all(fd, buf_head(&out), buf_used(&out));
 	buf_free(&out);

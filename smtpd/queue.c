@@ -1098,53 +1098,27 @@ relay_back(void)
 	schedule();
 }
 
-void
-queue_show(struct buf *out)
+const struct qmsg *
+queue_first(void)
 {
-	struct qmsg	*m;
-	time_t		 now = time(NULL);
-	/* what outside parties said is shown escaped, as in the log */
-	char		 e1[LOG_ESCAPE_MAX(ADDR_MAX)];
-	char		 e2[LOG_ESCAPE_MAX(256)];
-	char		 next[32];
-	int		 i, n = 0;
-
-	TAILQ_FOREACH(m, &env.queue, entry) {
-		n++;
-		if (m->inflight)
-			strlcpy(next, "now (delivering)", sizeof(next));
-		else
-			snprintf(next, sizeof(next), "in %llds",
-			    (long long)(m->next > now ? m->next - now : 0));
-		buf_printf(out, "%s age=%llds from=<%s> user=%s attempts=%d "
-		    "next=%s\n", m->id, (long long)(now - m->created),
-		    log_escape(e1, sizeof(e1), m->from),
-		    m->user[0] ? log_escape(e2, sizeof(e2), m->user) : "-",
-		    m->attempts, next);
-		for (i = 0; i < m->nrcpts; i++)
-			buf_printf(out, "    %-8s <%s>%s%s\n",
-			    envelope_rcpt_state_name(m->rcpts[i].state),
-			    log_escape(e1, sizeof(e1), m->rcpts[i].addr),
-			    m->rcpts[i].reply[0] ? " " : "",
-			    log_escape(e2, sizeof(e2), m->rcpts[i].reply));
-		if (m->error[0] != '\0')
-			buf_printf(out, "    last error: %s\n",
-			    log_escape(e1, sizeof(e1), m->error));
-	}
-	buf_printf(out, "%d message%s in the queue\n", n, n == 1 ? "" : "s");
+	return TAILQ_FIRST(&env.queue);
 }
 
-void
-queue_flush(struct buf *out)
+const struct qmsg *
+queue_next(const struct qmsg *m)
+{
+	return TAILQ_NEXT(m, entry);
+}
+
+int
+queue_flush(void)
 {
 	int	 n = scheduler_count();
 
 	scheduler_all_now();
 	relay_flush();
-	log_info("control: retry of %d messages forced", n);
-	buf_printf(out, "%d message%s scheduled for delivery now\n", n,
-	    n == 1 ? "" : "s");
 	schedule();
+	return n;
 }
 
 void

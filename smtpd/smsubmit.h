@@ -557,9 +557,11 @@ struct qmsg {
 
 void	 queue_main(struct smsubmit_conf *, struct proc_peers *)
 	    __attribute__((noreturn));
-/* For the control socket: list the queue, or make all of it due now. */
-void	 queue_show(struct buf *);
-void	 queue_flush(struct buf *);
+/* For the control socket: the queue, read only, in the order it came. */
+const struct qmsg *queue_first(void);
+const struct qmsg *queue_next(const struct qmsg *);
+/* Every waiting message due now: how many. */
+int	 queue_flush(void);
 void	 queue_stats(struct queue_stats *);
 
 /* --- userlimit.c: per-user sending limits, in the queue process --- */
