@@ -270,26 +270,39 @@ body_parse(struct body *b, const char *in, size_t n, struct buf *o)
 }
 
 int
-body_stuff(int *bol, const char *in, size_t n, struct buf *o)
+body_stuff_to(int *bol, const char *in, size_t n, body_out_fn *out, void *arg)
 {
 	const char	*p, *run, *end = in + n, *nl;
 
 	if (n == 0)
 		return 0;
-	if (*bol && *in == '.' && buf_add(o, ".", 1) == -1)
+	if (*bol && *in == '.' && out(arg, ".", 1, 0) == -1)
 		return -1;
-	/* one copy for each run of lines that need no dot */
+	/* one piece for each run of lines that need no dot */
 	for (run = p = in; (nl = memchr(p, '\n', end - p)) != NULL; ) {
 		p = nl + 1;
 		if (p < end && *p == '.') {
-			if (buf_add(o, run, p - run) == -1 ||
-			    buf_add(o, ".", 1) == -1)
+			if (out(arg, run, p - run, 1) == -1 ||
+			    out(arg, ".", 1, 0) == -1)
 				return -1;
 			run = p;
 		}
 	}
-	if (buf_add(o, run, end - run) == -1)
+	if (out(arg, run, end - run, 1) == -1)
 		return -1;
 	*bol = end[-1] == '\n';
 	return 0;
+}
+
+static int
+stuff_buf(void *arg, const char *p, size_t n, int in_input)
+{
+	(void)in_input;
+	return buf_add(arg, p, n);
+}
+
+int
+body_stuff(int *bol, const char *in, size_t n, struct buf *o)
+{
+	return body_stuff_to(bol, in, n, stuff_buf, o);
 }

@@ -65,5 +65,7 @@ size_t	 body_scan(struct body *, const char *, size_t, body_out_fn *,
 	    void *);
 /* Dot-stuff n bytes of a stored message; *bol is 1 at a line start. */
 int	 body_stuff(int *bol, const char *, size_t, struct buf *out);
+/* The same, handed out in pieces (in_input: a piece of the n bytes). */
+int	 body_stuff_to(int *bol, const char *, size_t, body_out_fn *, void *);
 
 #endif

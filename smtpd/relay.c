@@ -500,10 +500,16 @@ refuse_accepted(struct relay_conn *c, int permanent)
  * more once it has gone.
  */
 static int
+to_evbuffer(void *arg, const char *p, size_t n, int in_input)
+{
+	(void)in_input;
+	return evbuffer_add(arg, p, n);
+}
+
+static int
 send_body(struct relay_conn *c)
 {
 	struct evbuffer	*queued = bufferevent_get_output(c->bev);
-	struct buf	 out;
 	char		 chunk[BODY_CHUNK];
 	ssize_t		 n;
 	int		 rounds;
@@ -522,12 +528,10 @@ send_body(struct relay_conn *c)
 				c->state = R_DOT;
 				break;
 			}
-			buf_init(&out, 2 * BODY_CHUNK + 8);
-			if (body_stuff(&c->bol, chunk, n, &out) == -1)
+			/* straight into the connection's output: one copy */
+			if (body_stuff_to(&c->bol, chunk, n, to_evbuffer,
+			    queued) == -1)
 				fatalx("body_stuff");
-			bufferevent_write(c->bev, buf_head(&out),
-			    buf_used(&out));
-			buf_free(&out);
 		}
 		if (c->state == R_BODY && rounds == BODY_ROUNDS)
 			return 0;
