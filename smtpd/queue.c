@@ -516,6 +516,17 @@ msg_rcpt(struct incoming *in, struct ipc_msg *msg)
 	in->state = M_RCPT;
 }
 
+/* Close and remove a file of ours that will not be committed; errno kept. */
+static void
+discard(int fd, const char *path)
+{
+	int	 saved = errno;
+
+	close(fd);
+	unlink(path);
+	errno = saved;
+}
+
 /* Start writing fd's data to disk now, so that a batch's syncs overlap. */
 static void
 start_writeback(int fd)
@@ -535,17 +546,14 @@ static int
 envelope_stage(const struct qmsg *m, char *path, size_t len)
 {
 	off_t	 end;
-	int	 fd, saved;
+	int	 fd;
 
 	snprintf(path, len, "tmp/%s.env", m->id);
 	if ((fd = spare_open(SPARE_ENV, path)) == -1)
 		return -1;
 	if (envelope_write(fd, m) == -1 ||
 	    (end = lseek(fd, 0, SEEK_CUR)) == -1 || ftruncate(fd, end) == -1) {
-		saved = errno;
-		close(fd);
-		unlink(path);
-		errno = saved;
+		discard(fd, path);
 		return -1;
 	}
 	start_writeback(fd);
@@ -616,10 +624,7 @@ commit_now(int fd, const char *path, struct qmsg *m)
 		return -1;
 	if (fdatasync(fd) == -1 || fdatasync(efd) == -1 ||
 	    install(m, path) == -1) {
-		saved = errno;
-		close(efd);
-		unlink(epath);
-		errno = saved;
+		discard(efd, epath);
 		return -1;
 	}
 	close(efd);
@@ -658,7 +663,7 @@ static int
 snapshot(struct incoming *in, char *path, size_t len)
 {
 	struct stat	 st;
-	int		 fd, r, saved;
+	int		 fd, r;
 
 	if (fstat(in->fd, &st) == -1)
 		return -1;
@@ -674,10 +679,7 @@ snapshot(struct incoming *in, char *path, size_t len)
 		fatalx("MSG_COMMIT for session %08x: the message shrank "
 		    "while it was copied", in->session);
 	if (r == -1 || ftruncate(fd, st.st_size) == -1) {
-		saved = errno;
-		close(fd);
-		unlink(path);
-		errno = saved;
+		discard(fd, path);
 		return -1;
 	}
 	start_writeback(fd);
@@ -891,16 +893,13 @@ static int
 envelope_update(const struct qmsg *m)
 {
 	char	 tmp[64], path[64];
-	int	 fd, saved;
+	int	 fd;
 
 	if ((fd = envelope_stage(m, tmp, sizeof(tmp))) == -1)
 		goto fail;
 	snprintf(path, sizeof(path), "queue/%s.env", m->id);
 	if (fdatasync(fd) == -1 || rename(tmp, path) == -1) {
-		saved = errno;
-		close(fd);
-		unlink(tmp);
-		errno = saved;
+		discard(fd, tmp);
 		goto fail;
 	}
 	close(fd);
