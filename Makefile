@@ -80,7 +80,8 @@ $(SMTPD) $(COMMON) smtpd/session-regress.o: common/*.h smtpd/smsubmit.h \
 # the daemon's files that stand alone: the grammar, the envelope format
 UNIT_OBJ = smtpd/parse.o smtpd/envelope.o smtpd/scheduler.o
 
-regress/unit/%: regress/unit/%.c regress/unit/tap.h regress/unit/body_model.h \
+regress/unit/%: regress/unit/%.c regress/unit/tap.h regress/unit/rnd.h \
+	    regress/unit/body_model.h \
 	    $(COMMON) $(UNIT_OBJ) \
 	    $(BUILD)
 	$(CC) $(CFLAGS) -Iregress/unit $(LDFLAGS) -o $@ $< $(COMMON) \

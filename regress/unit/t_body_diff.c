@@ -16,6 +16,7 @@
 #include "body.h"
 #include "buf.h"
 #include "body_model.h"
+#include "rnd.h"
 #include "tap.h"
 
 #define ITERATIONS	20000
@@ -25,24 +26,6 @@
 
 #define MSGID	"Message-ID: <1.2@test.example>\r\n"
 #define DATE	"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
-
-static uint64_t	 rng_state;
-
-static uint64_t
-rnd(void)
-{
-	/* xorshift64*: the same sequence on every platform */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 2685821657736338717ULL;
-}
-
-static size_t
-below(size_t n)
-{
-	return n ? rnd() % n : 0;
-}
 
 /* A random message: pieces chosen for the rules they touch. */
 static size_t
@@ -361,14 +344,7 @@ test_stuff(void)
 int
 main(void)
 {
-	const char	*s;
-	uint64_t	 seed = DEFAULT_SEED;
-
-	if ((s = getenv("REGRESS_SEED")) != NULL)
-		seed = strtoull(s, NULL, 10);
-	printf("# seed %llu (REGRESS_SEED=N for another)\n",
-	    (unsigned long long)seed);
-	rng_state = seed ? seed : 1;
+	rnd_seed(DEFAULT_SEED);
 	test_parse();
 	test_stuff();
 	return tap_done();

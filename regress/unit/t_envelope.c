@@ -14,28 +14,11 @@
 #include <unistd.h>
 
 #include "smsubmit.h"
+#include "rnd.h"
 #include "tap.h"
 
 #define ITERATIONS	5000
 #define DEFAULT_SEED	20261202ULL
-
-static uint64_t	 rng_state;
-
-static uint64_t
-rnd(void)
-{
-	/* xorshift64*: the same sequence on every platform */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 2685821657736338717ULL;
-}
-
-static size_t
-below(size_t n)
-{
-	return n == 0 ? 0 : rnd() % n;
-}
 
 /* Any octets but NUL, often the awkward ones, len < max. */
 static void
@@ -505,14 +488,7 @@ too_big(void)
 int
 main(void)
 {
-	const char	*s;
-	uint64_t	 seed = DEFAULT_SEED;
-
-	if ((s = getenv("REGRESS_SEED")) != NULL)
-		seed = strtoull(s, NULL, 10);
-	printf("# seed %llu (REGRESS_SEED=N for another)\n",
-	    (unsigned long long)seed);
-	rng_state = seed ? seed : 1;
+	rnd_seed(DEFAULT_SEED);
 
 	survives("a relay reply with a TAB", "421 4.3.2 busy\tlater");
 	survives("CR and LF", "451 a\rb\nc\r\n");
