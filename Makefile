@@ -23,8 +23,8 @@ CFLAGS	?= -O2 -g
 CFLAGS	+= -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
 	   -Wmissing-prototypes -Wstrict-prototypes -Wshadow \
 	   -D_FORTIFY_SOURCE=2 -D_GNU_SOURCE -fstack-protector-strong -fPIE \
-	   -Icommon -Ismtpd $(PKG_CFLAGS)
-LDFLAGS	+= -pie -Wl,-z,relro,-z,now
+	   -pthread -Icommon -Ismtpd $(PKG_CFLAGS)
+LDFLAGS	+= -pie -pthread -Wl,-z,relro,-z,now
 LDLIBS	+= $(PKG_LIBS)
 
 ifeq ($(SANITIZE),1)
@@ -44,7 +44,7 @@ SMTPD	 = smtpd/smsubmit.o smtpd/proc.o smtpd/parse.o smtpd/listener.o \
 	   smtpd/relay.o smtpd/envelope.o smtpd/bounce.o smtpd/control.o \
 	   smtpd/crypto.o smtpd/sandbox.o smtpd/check.o smtpd/keypair.o \
 	   smtpd/userlimit.o smtpd/stats.o smtpd/spare.o smtpd/tlsbuf.o \
-	   smtpd/scheduler.o
+	   smtpd/scheduler.o smtpd/syncer.o
 UNIT	 = $(patsubst %.c,%,$(wildcard regress/unit/t_*.c))
 # load generator and discarding relay host of `make bench` (before the
 # rules that name them: make expands prerequisites as it reads them)

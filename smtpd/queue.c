@@ -24,10 +24,15 @@
  * pass waits for the data of them all (the first wait commits the
  * journal for the whole batch, the writes having overlapped), renames
  * them into place and syncs queue/ once for all: about two journal
- * commits per batch instead of three or four per message.  While a batch
- * is synced the next gathers in the socket, so batches grow with the
- * load by themselves, and a lone message waits for nothing but its own
- * syncs.  A failure of one file fails only its message; a failed sync of
+ * commits per batch instead of three or four per message.  That pass
+ * runs in the syncer's thread (syncer.c), so the loop goes on reading
+ * requests meanwhile: a client saying DATA no longer waits for another
+ * client's commit.  While a batch is synced the next gathers, and starts
+ * when the syncer is done, so batches grow with the load by themselves,
+ * and a lone message waits for nothing but its own syncs.  Measured on
+ * the bench machine with 8 clients: a batch of about 3 messages takes
+ * 1.8 ms, 1.6 of them in the fdatasync()s; doing them from several
+ * threads at once saved under a fifth of that, so one thread it is.  A failure of one file fails only its message; a failed sync of
  * queue/ fails every message of the batch, since none of them can be
  * known to be on disk.  Measured on the bench machine (ext4), one
  * syncfs() per batch was no faster than the fdatasync()s, and nothing
@@ -126,8 +131,15 @@ static struct {
 	struct event		*timer;
 	struct incomingtree	 incoming;	/* by session */
 	int			 nincoming;
-	TAILQ_HEAD(, incoming)	 batch;		/* commits to sync together */
+	TAILQ_HEAD(, incoming)	 batch;		/* commits gathering */
 	struct event		*batch_ev;
+	struct syncing {			/* the batch the syncer has */
+		TAILQ_HEAD(, incoming) list;
+		int		 dirfd;
+		int		 synced;	/* queue/ was fsync()ed */
+		int		 dir_error;	/* errno of that fsync */
+		unsigned int	 mark;		/* spare_mark() before it */
+	}			 syncing;
 	struct event		*settle_ev;	/* queue/'s sync after removals */
 	TAILQ_HEAD(, qmsg)	 queue;
 	int			 inflight;	/* messages with the relay */
@@ -600,12 +612,15 @@ uninstall(const struct qmsg *m)
 static int
 sync_queue_dir(void)
 {
+	unsigned int	 mark = spare_mark();
+
 	if (fsync(env.dirfd) == -1) {
 		log_warn("fsync of the queue directory");
 		return -1;
 	}
-	spare_settled();
-	evtimer_del(env.settle_ev);
+	spare_settled(mark);
+	if (spare_unsettled() == 0)
+		evtimer_del(env.settle_ev);
 	return 0;
 }
 
@@ -725,18 +740,19 @@ commit_done(struct incoming *in)
 }
 
 /*
- * The batch: every commit the last read brought.  Their writeback is
- * under way; wait for each file's data, rename each into queue/, then
- * one sync of queue/ for them all.  Only then any reply.
+ * The syncer's job (syncer.c: system calls only, on what sb holds).  The
+ * batch's writeback is under way: wait for each file's data, rename each
+ * into queue/, then one sync of queue/ for them all.
  */
 static void
-batch_cb(int fd, short ev, void *arg)
+batch_sync(void *arg)
 {
+	struct syncing	*sb = arg;
 	struct incoming	*in;
 	char		 path[64];
-	int		 installed = 0, saved;
+	int		 installed = 0;
 
-	TAILQ_FOREACH(in, &env.batch, batch) {
+	TAILQ_FOREACH(in, &sb->list, batch) {
 		snprintf(path, sizeof(path), "tmp/%s.msg", in->m.id);
 		if (fdatasync(in->mfd) == -1 || fdatasync(in->efd) == -1 ||
 		    install(&in->m, path) == -1)
@@ -746,19 +762,63 @@ batch_cb(int fd, short ev, void *arg)
 			installed++;
 		}
 	}
-	if (installed > 0 && sync_queue_dir() == -1) {
-		saved = errno;
-		TAILQ_FOREACH(in, &env.batch, batch)
+	sb->dir_error = 0;
+	sb->synced = 0;
+	if (installed == 0)
+		return;
+	if (fsync(sb->dirfd) == 0)
+		sb->synced = 1;
+	else {
+		sb->dir_error = errno;
+		TAILQ_FOREACH(in, &sb->list, batch)
 			if (in->installed && in->error == 0) {
 				uninstall(&in->m);
-				in->error = saved;
+				in->error = sb->dir_error;
 			}
 	}
-	while ((in = TAILQ_FIRST(&env.batch)) != NULL) {
-		TAILQ_REMOVE(&env.batch, in, batch);
+}
+
+static void	batch_cb(int, short, void *);
+
+/* Back in the loop: the replies, and the next batch if one gathered. */
+static void
+batch_done(void *arg)
+{
+	struct syncing	*sb = arg;
+	struct incoming	*in;
+
+	if (sb->dir_error != 0) {
+		errno = sb->dir_error;
+		log_warn("fsync of the queue directory");
+	} else if (sb->synced) {
+		spare_settled(sb->mark);
+		if (spare_unsettled() == 0)
+			evtimer_del(env.settle_ev);
+	}
+	while ((in = TAILQ_FIRST(&sb->list)) != NULL) {
+		TAILQ_REMOVE(&sb->list, in, batch);
 		commit_done(in);
 	}
 	schedule();
+	if (!TAILQ_EMPTY(&env.batch))
+		batch_cb(-1, EV_TIMEOUT, NULL);
+}
+
+/*
+ * The batch: every commit that came while the last was synced, or that
+ * the last read brought.  Only after its syncs any reply.
+ */
+static void
+batch_cb(int fd, short ev, void *arg)
+{
+	struct syncing	*sb = &env.syncing;
+
+	if (TAILQ_EMPTY(&env.batch) || syncer_busy())
+		return;		/* batch_done() starts it */
+	TAILQ_CONCAT(&sb->list, &env.batch, batch);
+	sb->dirfd = env.dirfd;
+	sb->mark = spare_mark();
+	syncer_run(batch_sync, batch_done, sb);
 }
 
 static void
@@ -1254,6 +1314,7 @@ queue_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 	SPLAY_INIT(&env.incoming);
 	TAILQ_INIT(&env.queue);
 	TAILQ_INIT(&env.batch);
+	TAILQ_INIT(&env.syncing.list);
 	if (peers->listener == -1)
 		fatalx("queue started without the listener");
 	proc_drop(conf->queue_user, conf->queue_dir);
@@ -1281,6 +1342,7 @@ queue_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 	userlimit_init(env.base, conf);
 	control_listen(env.base, env.listener);
 	schedule();
+	syncer_start(env.base);
 	sandbox_enter("queue", peers->parent->fd);
 	ipc_send(peers->parent, IMSG_READY, 0, -1, "");
 	event_base_dispatch(env.base);

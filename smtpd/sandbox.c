@@ -233,7 +233,12 @@ sandbox_enter(const char *proc, int parentfd)
 	 * Only the native architecture: a call made through another ABI
 	 * (i386 or x32 on amd64) has other numbers and would slip past.
 	 */
+	/*
+	 * Into every thread: the queue has its syncer (syncer.c), started
+	 * before, and after this it can start no other.
+	 */
 	if (seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1) < 0 ||
+	    seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1) < 0 ||
 	    seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
 	    SCMP_ACT_KILL_PROCESS) < 0)
 		fatalx("seccomp attributes");

@@ -646,8 +646,21 @@ enum spare_kind {
 int	 spare_open(enum spare_kind, const char *path);
 /* path is no longer needed: kept as a spare (or removed) */
 void	 spare_keep(enum spare_kind, const char *path);
-/* queue/ was just fsync()ed: spares kept before that may be reused */
-void	 spare_settled(void);
+/* where the removals made so far end, for spare_settled() */
+unsigned int spare_mark(void);
+/* queue/ was fsync()ed after mark: spares kept before it may be reused */
+void	 spare_settled(unsigned int mark);
+/* spares whose removal no sync of queue/ has yet settled */
+int	 spare_unsettled(void);
+
+/* --- syncer.c --- */
+
+/* the thread that will run jobs, before the sandbox */
+void	 syncer_start(struct event_base *);
+/* a job is under way: done() has not been called yet */
+int	 syncer_busy(void);
+/* job(arg) in the thread (system calls only), then done(arg) here */
+void	 syncer_run(void (*)(void *), void (*)(void *), void *);
 
 /* --- bounce.c --- */
 

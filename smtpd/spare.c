@@ -126,18 +126,37 @@ spare_keep(enum spare_kind kind, const char *path)
 	p->settling[p->nsettling++] = n;
 }
 
+unsigned int
+spare_mark(void)
+{
+	return serial;
+}
+
 void
-spare_settled(void)
+spare_settled(unsigned int mark)
 {
 	struct pool	*p;
 	size_t		 k;
-	int		 i;
+	int		 i, n;
 
-	/* the removals that made them are on disk now */
+	/*
+	 * The removals that made the spares kept before mark are on disk
+	 * now; those kept since (while the syncer's fsync ran) wait for
+	 * the next sync.  Serials grow, so they are a prefix.
+	 */
 	for (k = 0; k < sizeof(pools) / sizeof(pools[0]); k++) {
 		p = &pools[k];
-		for (i = 0; i < p->nsettling; i++)
-			p->free[p->nfree++] = p->settling[i];
-		p->nsettling = 0;
+		for (n = 0; n < p->nsettling &&
+		    (int)(p->settling[n] - mark) < 0; n++)
+			p->free[p->nfree++] = p->settling[n];
+		for (i = n; i < p->nsettling; i++)
+			p->settling[i - n] = p->settling[i];
+		p->nsettling -= n;
 	}
+}
+
+int
+spare_unsettled(void)
+{
+	return pools[SPARE_MSG].nsettling + pools[SPARE_ENV].nsettling;
 }

@@ -17,6 +17,7 @@ fuzzq_init(struct smsubmit_conf *conf, struct event_base *base)
 	SPLAY_INIT(&env.incoming);
 	TAILQ_INIT(&env.queue);
 	TAILQ_INIT(&env.batch);
+	TAILQ_INIT(&env.syncing.list);
 	if ((env.dirfd = open("queue", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) ==
 	    -1)
 		fatal("open queue directory");

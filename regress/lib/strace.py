@@ -60,8 +60,13 @@ class Tracer:
         self.out = os.path.join(d.dir, "strace.out")
         argv = ["strace", "-f", "-ttt", "-T", "-yy", "-s", "0", "-o",
                 self.out, "-e", "trace=" + traced, "-e", "signal=none"]
+        # strace -f reports each thread by its own id; Call.pid is the
+        # process's (the queue has a second thread, its syncer)
+        self.tgid = {}
         for pid in pids:
             argv += ["-p", str(pid)]
+            for tid in os.listdir("/proc/%d/task" % pid):
+                self.tgid[int(tid)] = pid
         self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE)
@@ -90,6 +95,9 @@ class Tracer:
         self.p.stderr.close()
         try:
             with open(self.out) as f:
-                return parse(f.read())
+                calls = parse(f.read())
         except FileNotFoundError:
             return []
+        for c in calls:
+            c.tid, c.pid = c.pid, self.tgid.get(c.pid, c.pid)
+        return calls
