@@ -232,8 +232,8 @@ transaction_reset(struct session *s)
 	free(s->from);
 	s->from = NULL;
 	s->flags &= ~(SF_8BITMIME | SF_SMTPUTF8 | SF_DATAFULL);
-	free(s->body);
-	s->body = NULL;
+	free(s->data);
+	s->data = NULL;
 	buf_free(&s->dbuf);
 	s->msgsize = 0;
 	s->data_errno = 0;
@@ -1089,15 +1089,16 @@ data_begin(struct session *s)
 
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-	snprintf(s->add_msgid, sizeof(s->add_msgid),
-	    "Message-ID: <%s.%08x@%s>\r\n", s->msgid, rnd, conf->hostname);
-	snprintf(s->add_date, sizeof(s->add_date), "Date: %s\r\n", date);
-	if ((s->body = malloc(sizeof(*s->body))) == NULL) {
+	if ((s->data = malloc(sizeof(*s->data))) == NULL) {
 		session_reply(s, "451 4.3.0 Out of memory");
 		transaction_reset(s);
 		return;
 	}
-	body_init(s->body, s->add_msgid, s->add_date);
+	snprintf(s->data->add_msgid, sizeof(s->data->add_msgid),
+	    "Message-ID: <%s.%08x@%s>\r\n", s->msgid, rnd, conf->hostname);
+	snprintf(s->data->add_date, sizeof(s->data->add_date),
+	    "Date: %s\r\n", date);
+	body_init(&s->data->body, s->data->add_msgid, s->data->add_date);
 	buf_init(&s->dbuf, DATA_BUF_MAX);
 	/* RFC 5321 4.4 (an IPv6 address literal says so), RFC 3848 */
 	if (buf_printf(&s->dbuf,
@@ -1256,7 +1257,7 @@ static void
 data_end(struct session *s)
 {
 	struct smsubmit_conf	*conf = s->conf;
-	struct body		*b = s->body;
+	struct body		*b = &s->data->body;
 	const char		*why;
 	char			 euser[LOG_ESCAPE_MAX(USER_MAX)];
 	int			 i, flags = 0;
@@ -1333,8 +1334,8 @@ data_input(struct session *s)
 	/* the Received: line that data_begin() put there */
 	if (buf_used(&s->dbuf) > 0 && !(s->flags & SF_DATAFULL))
 		data_piece(&d, NULL, 0, buf_used(&s->dbuf));
-	n = body_scan(s->body, buf_head(&s->in), buf_used(&s->in), data_out,
-	    &d);
+	n = body_scan(&s->data->body, buf_head(&s->in), buf_used(&s->in),
+	    data_out, &d);
 	/* before the input it points into is drained */
 	data_write(&d);
 	buf_drain(&s->in, n);
@@ -1348,7 +1349,7 @@ data_input(struct session *s)
 	s->deadline = MINIMUM(time(NULL) + conf->timeout_data,
 	    s->data_start + conf->timeout_data +
 	    (time_t)(s->data_read / DATA_MIN_RATE));
-	if (s->body->done) {
+	if (s->data->body.done) {
 		s->deadline = time(NULL) + conf->timeout_command;
 		s->owed++;	/* the final dot is answered */
 		data_end(s);

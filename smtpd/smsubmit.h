@@ -462,14 +462,22 @@ struct session {
 	/* DATA */
 	char			 msgid[QUEUE_ID_LEN + 1];
 	int			 msgfd;
-	struct body		*body;
+	struct data		*data;		/* DATA on: the body's state */
 	struct buf		 dbuf;
 	size_t			 msgsize;
 	time_t			 data_start;	/* the 354 */
 	size_t			 data_read;	/* octets read since */
 	int			 data_errno;
-	char			 add_msgid[128];
-	char			 add_date[96];
+};
+
+/*
+ * What only a message being received needs, allocated at the 354: an
+ * idle session does not carry it (every idle session's octets count).
+ */
+struct data {
+	struct body		 body;
+	char			 add_msgid[128];	/* fields to add if */
+	char			 add_date[96];		/* the message has none */
 };
 
 void	 listener_main(struct smsubmit_conf *, struct proc_peers *)
