@@ -146,6 +146,7 @@ static struct {
 	TAILQ_HEAD(, qmsg)	 queue;
 	int			 inflight;	/* messages with the relay */
 	int			 dirfd;		/* queue/ */
+	int			 stopping;	/* SIGTERM: no new batch */
 	struct queue_stats	 stats;		/* for smsubmit -s */
 } env;
 
@@ -802,7 +803,7 @@ batch_done(void *arg)
 		commit_done(in);
 	}
 	schedule();
-	if (!TAILQ_EMPTY(&env.batch))
+	if (!env.stopping && !TAILQ_EMPTY(&env.batch))
 		batch_cb(-1, EV_TIMEOUT, NULL);
 }
 
@@ -1300,7 +1301,13 @@ queue_count(void)
 static void
 signal_cb(int sig, short ev, void *arg)
 {
-	/* between two events: no commit is ever half done */
+	/*
+	 * The batch the syncer has is finished and answered first.  What
+	 * gathered behind it was never begun nor answered: no 250 is owed.
+	 */
+	env.stopping = 1;
+	syncer_wait();
+	ipc_flush(env.listener);
 	userlimit_save();
 	log_info("stopping, %d messages in the queue", queue_count());
 	exit(0);

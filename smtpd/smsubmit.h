@@ -669,6 +669,8 @@ void	 syncer_start(struct event_base *);
 int	 syncer_busy(void);
 /* job(arg) in the thread (system calls only), then done(arg) here */
 void	 syncer_run(void (*)(void *), void (*)(void *), void *);
+/* the job under way, if any, ended and its done() called */
+void	 syncer_wait(void);
 
 /* --- bounce.c --- */
 

@@ -71,6 +71,7 @@ syncer_thread(void *unused)
 		job(arg);
 		pthread_mutex_lock(&s.lock);
 		s.state = S_DONE;
+		pthread_cond_broadcast(&s.cond);	/* syncer_wait() */
 		/* one octet per job: the pipe cannot fill */
 		do
 			n = write(s.wake[1], "", 1);
@@ -169,4 +170,17 @@ syncer_run(void (*job)(void *), void (*done)(void *), void *arg)
 	s.state = S_QUEUED;
 	pthread_cond_broadcast(&s.cond);
 	pthread_mutex_unlock(&s.lock);
+}
+
+/* Wait for the job under way, if any, and call its done() now. */
+void
+syncer_wait(void)
+{
+	if (!s.started)
+		return;
+	pthread_mutex_lock(&s.lock);
+	while (s.state == S_QUEUED)
+		pthread_cond_wait(&s.cond, &s.lock);
+	pthread_mutex_unlock(&s.lock);
+	wake_cb(s.wake[0], EV_READ, NULL);
 }

@@ -9,6 +9,10 @@
  * A failing disk, for one file: with SMSUBMIT_EIO_SIZE set, fsync(2)
  * and fdatasync(2) of a regular file of exactly that many octets fail
  * with EIO, so a test can make one message of a batch fail to commit.
+ *
+ * A slow disk, for one file: with SMSUBMIT_SLOW_SIZE set, fsync(2) and
+ * fdatasync(2) of a regular file of exactly that many octets first sleep
+ * for SMSUBMIT_SLOW_MS milliseconds (1500 if unset).
  */
 #define _GNU_SOURCE
 #include <sys/types.h>
@@ -18,6 +22,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 static ssize_t	(*real_write)(int, const void *, size_t);
@@ -26,6 +31,8 @@ static int	(*real_fsync)(int);
 static int	(*real_fdatasync)(int);
 static long long limit = -1;
 static long long eio_size = -1;
+static long long slow_size = -1;
+static long long slow_ms = 1500;
 
 __attribute__((constructor)) static void
 shim_init(void)
@@ -42,6 +49,10 @@ shim_init(void)
 		limit = atoll(s);
 	if ((s = getenv("SMSUBMIT_EIO_SIZE")) != NULL)
 		eio_size = atoll(s);
+	if ((s = getenv("SMSUBMIT_SLOW_SIZE")) != NULL)
+		slow_size = atoll(s);
+	if ((s = getenv("SMSUBMIT_SLOW_MS")) != NULL)
+		slow_ms = atoll(s);
 }
 
 static int
@@ -81,12 +92,27 @@ writev(int fd, const struct iovec *iov, int cnt)
 }
 
 static int
-failing(int fd)
+sized(int fd, long long size)
 {
 	struct stat	 st;
 
-	return eio_size >= 0 && fd > 2 && fstat(fd, &st) == 0 &&
-	    S_ISREG(st.st_mode) && (long long)st.st_size == eio_size;
+	return size >= 0 && fd > 2 && fstat(fd, &st) == 0 &&
+	    S_ISREG(st.st_mode) && (long long)st.st_size == size;
+}
+
+/* fsync(2) or fdatasync(2) of fd is to fail (EIO), after a nap if slow */
+static int
+failing(int fd)
+{
+	struct timespec	 ts;
+
+	if (sized(fd, slow_size)) {
+		ts.tv_sec = slow_ms / 1000;
+		ts.tv_nsec = (slow_ms % 1000) * 1000000;
+		while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+			;
+	}
+	return sized(fd, eio_size);
 }
 
 int
