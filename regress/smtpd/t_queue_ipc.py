@@ -683,12 +683,32 @@ def t_queue_ipc_delivered_files_are_reused_empty():
     run(body)
 
 
-def slow_disk(size, ms):
-    """The shim's slow disk: the syncs of files of size octets nap ms."""
-    return {"LD_PRELOAD": SHIM, "SMSUBMIT_SLOW_SIZE": str(size),
-            "SMSUBMIT_SLOW_MS": str(ms),
-            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") +
-            ":verify_asan_link_order=0"}
+def slow_commit(body, ms, tag):
+    """body(d, q, msgid, data) runs while the commit of message data from
+    session 1 is asleep in the syncer's fdatasync() (the shim's slow disk
+    makes its syncs nap ms), then its "ok" must come and it is queued."""
+    if not os.path.exists(SHIM):
+        raise Skip("%s not built (make regress/shim/enospc.so)" % SHIM)
+    data = mail("%s-%d" % (tag, os.getpid()), 5000)
+
+    def run_body(d, q):
+        msgid, fd = stage(q, 1, data)
+        q.listener.send("IMSG_MSG_COMMIT", 1, "s", msgid)
+        time.sleep(0.3)
+        body(d, q)
+        t, peer, result, _ = q.answer(10)
+        assert (t, peer) == ("IMSG_MSG_RESULT", 1), (t, peer)
+        assert tuple(unpack("us", result)) == (QUEUE_OK, msgid), \
+            unpack("us", result)
+        assert queued(d, msgid) == data
+        assert os.path.exists(os.path.join(d.queue, "queue",
+                                           msgid + ".env"))
+        os.close(fd)
+    run(run_body, env={
+        "LD_PRELOAD": SHIM, "SMSUBMIT_SLOW_SIZE": str(len(data)),
+        "SMSUBMIT_SLOW_MS": str(ms),
+        "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") +
+        ":verify_asan_link_order=0"})
 
 
 def t_queue_ipc_requests_answered_while_a_batch_syncs():
@@ -696,48 +716,23 @@ def t_queue_ipc_requests_answered_while_a_batch_syncs():
     by regress/shim/enospc.so), [queue] still answers: another session
     gets its file at once, and the slow commit still ends in "ok"
     (smtpd/syncer.c: the loop never waits in fsync)."""
-    if not os.path.exists(SHIM):
-        raise Skip("%s not built (make regress/shim/enospc.so)" % SHIM)
-    slow = mail("slow-%d" % os.getpid(), 5000)
-
     def body(d, q):
-        msgid, fd = stage(q, 1, slow)
-        q.listener.send("IMSG_MSG_COMMIT", 1, "s", msgid)
-        time.sleep(0.3)         # the syncer is asleep in fdatasync()
         t0 = time.monotonic()
-        other, ofd = q.create(2)
+        _, fd = q.create(2)
         took = time.monotonic() - t0
-        assert took < 1.0, "a file took %.2f s behind a slow commit" % took
-        t, peer, data, _ = q.answer(10)
-        assert (t, peer) == ("IMSG_MSG_RESULT", 1), (t, peer)
-        assert tuple(unpack("us", data)) == (QUEUE_OK, msgid), \
-            unpack("us", data)
-        assert queued(d, msgid) == slow
         os.close(fd)
-        os.close(ofd)
-    run(body, env=slow_disk(len(slow), 2000))
+        assert took < 1.0, "a file took %.2f s behind a slow commit" % took
+    slow_commit(body, 2000, "slow")
 
 
 def t_queue_ipc_sigterm_answers_the_batch_being_synced():
     """SIGTERM while a batch is being synced: [queue] lets the sync end,
     sends its "ok" and only then exits 0, the message in queue/; a client
     is not left without the 250 for a message that is kept."""
-    if not os.path.exists(SHIM):
-        raise Skip("%s not built (make regress/shim/enospc.so)" % SHIM)
-    slow = mail("stopping-%d" % os.getpid(), 6000)
+    exited = []
 
     def body(d, q):
-        msgid, fd = stage(q, 1, slow)
-        q.listener.send("IMSG_MSG_COMMIT", 1, "s", msgid)
-        time.sleep(0.3)
         os.kill(q.proc.pid, signal.SIGTERM)
-        t, peer, data, _ = q.answer(10)
-        assert (t, peer) == ("IMSG_MSG_RESULT", 1), (t, peer)
-        assert tuple(unpack("us", data)) == (QUEUE_OK, msgid), \
-            unpack("us", data)
-        assert q.proc.wait(10) == 0, q.log()
-        assert queued(d, msgid) == slow
-        assert os.path.exists(os.path.join(d.queue, "queue",
-                                           msgid + ".env"))
-        os.close(fd)
-    run(body, env=slow_disk(len(slow), 1500))
+        exited.append(q)
+    slow_commit(body, 1500, "stopping")
+    assert exited[0].proc.wait(10) == 0, exited[0].log()
