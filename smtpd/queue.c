@@ -34,9 +34,10 @@
  * 1.8 ms, 1.6 of them in the fdatasync()s.  Issuing them from several
  * threads at once, so that they share the journal's flushes, saved a
  * fifth to a third of the sync time in a micro-bench (4 to 8 messages a
- * batch): not enough to pay for a pool of threads here, so one it is.  A failure of one file fails only its message; a failed sync of
- * queue/ fails every message of the batch, since none of them can be
- * known to be on disk.  Measured on the bench machine (ext4), one
+ * batch): not enough to pay for a pool of threads here, so one it is.
+ * A failure of one file fails only its message; a failed sync of queue/
+ * fails every message of the batch, since none of them can be known to
+ * be on disk.  Measured on the bench machine (ext4), one
  * syncfs() per batch was no faster than the fdatasync()s, and nothing
  * mattered as much as not allocating inodes.
  *
@@ -611,6 +612,15 @@ uninstall(const struct qmsg *m)
 	unlink(path);
 }
 
+/* queue/ was synced after mark: the removals before it are settled. */
+static void
+settled(unsigned int mark)
+{
+	spare_settled(mark);
+	if (spare_unsettled() == 0)
+		evtimer_del(env.settle_ev);
+}
+
 /* queue/ on disk, and with it every rename and removal made so far. */
 static int
 sync_queue_dir(void)
@@ -621,9 +631,7 @@ sync_queue_dir(void)
 		log_warn("fsync of the queue directory");
 		return -1;
 	}
-	spare_settled(mark);
-	if (spare_unsettled() == 0)
-		evtimer_del(env.settle_ev);
+	settled(mark);
 	return 0;
 }
 
@@ -793,11 +801,8 @@ batch_done(void *arg)
 	if (sb->dir_error != 0) {
 		errno = sb->dir_error;
 		log_warn("fsync of the queue directory");
-	} else if (sb->synced) {
-		spare_settled(sb->mark);
-		if (spare_unsettled() == 0)
-			evtimer_del(env.settle_ev);
-	}
+	} else if (sb->synced)
+		settled(sb->mark);
 	while ((in = TAILQ_FIRST(&sb->list)) != NULL) {
 		TAILQ_REMOVE(&sb->list, in, batch);
 		commit_done(in);
