@@ -16,6 +16,7 @@
  *	warned 1700003600			(only once it is so)
  *	rcpt pending bob@example.org
  *	reply 550%205.1.1%20no%20such%20user	(of the rcpt line above)
+ *	body 412				(only in an ID.env: see below)
  *
  * In version 2 every value is one token: each octet outside '!'..'~',
  * and '%' itself, is written as %XX (two upper-case hex digits).  So
@@ -29,6 +30,18 @@
  * without it is one nobody was warned about; it is written only once it
  * is so, which keeps every other envelope readable by a queue that
  * predates it.
+ *
+ * Where it is kept.  A message the listener received is committed as one
+ * file, queue/ID.msg: its envelope, an empty line (no field's line is
+ * empty), then the message.  One file is one fdatasync() per message,
+ * where a separate envelope file cost a second one, and the second was
+ * the dearer half of each message's share of a batch (see queue.c).
+ * Once the envelope changes (a deferral, a bounce sent), the new one is
+ * written whole to queue/ID.env, which from then on is what counts, and
+ * says in "body" where the message starts in ID.msg.  The reports the
+ * queue writes itself, and every message queued before this layout, keep
+ * their envelope in ID.env with the message alone in ID.msg: no "body",
+ * the message starts at 0.
  *
  * The writer refuses an envelope larger than ENVELOPE_MAX, the most the
  * reader takes: what the queue wrote, it can always read.
@@ -149,8 +162,8 @@ put_number(struct buf *out, const char *key, long long n)
 	return buf_printf(out, "%s %lld\n", key, n);
 }
 
-int
-envelope_format(struct buf *out, const struct qmsg *m)
+static int
+format(struct buf *out, const struct qmsg *m, int head)
 {
 	int	 i;
 
@@ -177,17 +190,27 @@ envelope_format(struct buf *out, const struct qmsg *m)
 		    put_field(out, "reply", m->rcpts[i].reply) == -1)
 			return -1;
 	}
+	if (head)
+		return buf_add(out, "\n", 1);
+	if (m->body != 0 && put_number(out, "body", m->body) == -1)
+		return -1;
 	return 0;
 }
 
 int
-envelope_write(int fd, const struct qmsg *m)
+envelope_format(struct buf *out, const struct qmsg *m)
+{
+	return format(out, m, 0);
+}
+
+static int
+write_out(int fd, const struct qmsg *m, int head)
 {
 	struct buf	 out;
 	ssize_t		 n;
 
 	buf_init(&out, ENVELOPE_MAX);
-	if (envelope_format(&out, m) == -1) {
+	if (format(&out, m, head) == -1) {
 		buf_free(&out);
 		errno = EFBIG;
 		return -1;
@@ -203,6 +226,18 @@ envelope_write(int fd, const struct qmsg *m)
 	}
 	buf_free(&out);
 	return 0;
+}
+
+int
+envelope_write(int fd, const struct qmsg *m)
+{
+	return write_out(fd, m, 0);
+}
+
+int
+envelope_write_head(int fd, const struct qmsg *m)
+{
+	return write_out(fd, m, 1);
 }
 
 /* --- reading --- */
@@ -346,6 +381,11 @@ parse_line(struct qmsg *m, int version, const char *key, char *val)
 		if (get_number(val, 1, LLONG_MAX, &n) == -1)
 			return -1;
 		m->warned = n;
+	} else if (strcmp(key, "body") == 0) {
+		/* past an envelope of at most ENVELOPE_MAX and its line */
+		if (get_number(val, 1, ENVELOPE_MAX + 1, &n) == -1)
+			return -1;
+		m->body = n;
 	} else if (strcmp(key, "rcpt") == 0) {
 		/* "STATE ADDRESS" */
 		len = strcspn(val, " ");
@@ -401,4 +441,62 @@ envelope_parse(struct qmsg *m, char *text)
 	if (version == 0 || m->id[0] == '\0' || m->nrcpts == 0)
 		return -1;
 	return 0;
+}
+
+/*
+ * The envelope at the head of the message file fd, into m, with m->body
+ * where the message starts: 0 if so; 1 if the file starts with no
+ * envelope (a message kept as before, or a commit of that layout that
+ * never finished); -1 if it holds one that cannot be read, or on an
+ * error (errno).
+ */
+int
+envelope_read_head(int fd, struct qmsg *m)
+{
+	static const char	 magic[] = "version ";
+	char			*text = NULL, *t, *end;
+	size_t			 have = 0, size = 0, from;
+	ssize_t			 n;
+	int			 r = -1;
+
+	memset(m, 0, sizeof(*m));
+	for (;;) {
+		if (have == size) {
+			if (size > ENVELOPE_MAX)
+				goto out;	/* longer than any envelope */
+			size = size == 0 ? 4096 : MINIMUM(size * 2,
+			    ENVELOPE_MAX + 2);
+			if ((t = realloc(text, size + 1)) == NULL)
+				goto out;
+			text = t;
+		}
+		if ((n = pread(fd, text + have, size - have, have)) == -1) {
+			if (errno == EINTR)
+				continue;
+			goto out;
+		}
+		from = have > 0 ? have - 1 : 0;
+		have += n;
+		if (have < sizeof(magic) - 1 && n > 0)
+			continue;
+		if (have < sizeof(magic) - 1 ||
+		    memcmp(text, magic, sizeof(magic) - 1) != 0) {
+			r = 1;
+			goto out;
+		}
+		if ((end = memmem(text + from, have - from, "\n\n", 2)) !=
+		    NULL)
+			break;
+		if (n == 0)
+			goto out;	/* it ended inside the envelope */
+	}
+	end[1] = '\0';
+	if (memchr(text, '\0', end + 1 - text) != NULL ||
+	    envelope_parse(m, text) == -1)
+		goto out;
+	m->body = end + 2 - text;
+	r = 0;
+ out:
+	free(text);
+	return r;
 }

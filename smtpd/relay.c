@@ -394,7 +394,8 @@ start_mail(struct relay_conn *c)
 	evtimer_del(c->idle);
 	snprintf(path, sizeof(path), "queue/%s.msg", m->id);
 	if ((c->fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 ||
-	    fstat(c->fd, &st) == -1) {
+	    fstat(c->fd, &st) == -1 || st.st_size < m->body ||
+	    lseek(c->fd, m->body, SEEK_SET) == -1) {
 		log_warn("message %s: cannot open", m->id);
 		strlcpy(m->error, "cannot open message file",
 		    sizeof(m->error));
@@ -416,7 +417,7 @@ start_mail(struct relay_conn *c)
 	c->mail_code = 0;
 	if (c->ext & EXT_SIZE)
 		snprintf(size, sizeof(size), " SIZE=%lld",
-		    (long long)st.st_size);
+		    (long long)(st.st_size - m->body));
 	relay_send(c, "MAIL FROM:<%s>%s%s%s", m->from, size,
 	    (m->flags & ENV_8BITMIME) && (c->ext & EXT_8BITMIME) ?
 	    " BODY=8BITMIME" : "",

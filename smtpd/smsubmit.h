@@ -555,6 +555,8 @@ struct qmsg {
 	int			 attempts;
 	char			 error[256];	/* last temporary error */
 	time_t			 warned;	/* delay warning sent; 0: not */
+	off_t			 body;		/* where ID.msg's message starts */
+	int			 envfile;	/* the envelope is in ID.env */
 	struct rcpt		*rcpts;
 	int			 nrcpts;
 	size_t			 sched;		/* scheduler.c: place + 1, or 0 */
@@ -620,6 +622,9 @@ const char *envelope_rcpt_state_name(enum rcpt_state);
    it does not fit. */
 int	 envelope_format(struct buf *out, const struct qmsg *);
 int	 envelope_write(int fd, const struct qmsg *);
+/* The head of a message file: the envelope and the empty line after it. */
+int	 envelope_write_head(int fd, const struct qmsg *);
+int	 envelope_read_head(int fd, struct qmsg *);
 /* Parse an envelope file's text (changed in place); 0 if valid.  On
    failure the recipients read so far are still to be freed. */
 int	 envelope_parse(struct qmsg *, char *);

@@ -889,6 +889,24 @@ class Reply:
     __repr__ = __str__
 
 
+def queued_parts(path):
+    """A committed message file (queue/ID.msg) as (envelope, message): the
+    envelope's text at its head (smtpd/envelope.c), or None for a file of
+    the older layout, which holds the message alone."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data.startswith(b"version "):
+        return None, data
+    end = data.find(b"\n\n")
+    assert end != -1, "%s: an envelope with no end" % path
+    return data[:end + 1].decode("ascii"), data[end + 2:]
+
+
+def queued_message(path):
+    """The message text a committed message file holds."""
+    return queued_parts(path)[1]
+
+
 def expect(reply, code, enh=None, what=""):
     """Assert a reply's code and enhanced status code."""
     ok = reply.code == code and (enh is None or reply.enh == enh)

@@ -54,11 +54,12 @@ def parse(text):
 class Tracer:
     """strace attached to some processes until stop()."""
 
-    def __init__(self, d, pids, traced):
+    def __init__(self, d, pids, traced, strsize=0):
+        """strsize: how many octets of each buffer strace shows."""
         if not shutil.which("strace"):
             raise Skip("strace not installed")
         self.out = os.path.join(d.dir, "strace.out")
-        argv = ["strace", "-f", "-ttt", "-T", "-yy", "-s", "0", "-o",
+        argv = ["strace", "-f", "-ttt", "-T", "-yy", "-s", str(strsize), "-o",
                 self.out, "-e", "trace=" + traced, "-e", "signal=none"]
         # strace -f reports each thread by its own id; Call.pid is the
         # process's (the queue has a second thread, its syncer)

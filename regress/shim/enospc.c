@@ -7,12 +7,14 @@
  * system call but fstat(2), which every sandboxed process may make.
  *
  * A failing disk, for one file: with SMSUBMIT_EIO_SIZE set, fsync(2)
- * and fdatasync(2) of a regular file of exactly that many octets fail
- * with EIO, so a test can make one message of a batch fail to commit.
+ * and fdatasync(2) of a regular file of that many octets fail with EIO,
+ * so a test can make one message of a batch fail to commit.  "That many"
+ * is up to HEAD_MAX more: a committed message's file holds its envelope
+ * before the message, and a test knows only the message's size.
  *
  * A slow disk, for one file: with SMSUBMIT_SLOW_SIZE set, fsync(2) and
- * fdatasync(2) of a regular file of exactly that many octets first sleep
- * for SMSUBMIT_SLOW_MS milliseconds (1500 if unset).
+ * fdatasync(2) of a regular file of that many octets (likewise) first
+ * sleep for SMSUBMIT_SLOW_MS milliseconds (1500 if unset).
  */
 #define _GNU_SOURCE
 #include <sys/types.h>
@@ -33,6 +35,8 @@ static long long limit = -1;
 static long long eio_size = -1;
 static long long slow_size = -1;
 static long long slow_ms = 1500;
+
+#define HEAD_MAX	2048	/* octets of envelope before a message */
 
 __attribute__((constructor)) static void
 shim_init(void)
@@ -97,7 +101,8 @@ sized(int fd, long long size)
 	struct stat	 st;
 
 	return size >= 0 && fd > 2 && fstat(fd, &st) == 0 &&
-	    S_ISREG(st.st_mode) && (long long)st.st_size == size;
+	    S_ISREG(st.st_mode) && (long long)st.st_size >= size &&
+	    (long long)st.st_size < size + HEAD_MAX;
 }
 
 /* fsync(2) or fdatasync(2) of fd is to fail (EIO), after a nap if slow */

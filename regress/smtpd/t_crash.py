@@ -272,7 +272,7 @@ def t_crash_kill9_at_random():
         moved = re.findall(r".*moved to corrupt/.*", d.log())
 
         assert not problems, "; ".join(problems)
-        queued = set(f[:16] for f in left_q if f.endswith(".env"))
+        queued = set(f[:16] for f in left_q if f.endswith(".msg"))
         lost = [t for t in missing if st.accepted[t] not in queued]
         assert not missing, "%d accepted messages not delivered after " \
             "%ds of drain: %d still queued, %d lost, e.g. %s" % (

@@ -4,10 +4,10 @@ fsync'd)".  The kill -9 tests only show that a process crash is survived,
 which the page cache survives too; here the order is proven instead, from
 the system calls of the queue and the listener (strace): for every
 accepted message, every write of its data into tmp/ID ends before the
-fsync of that file, the fsync of the file and of its envelope end before
-their renames into queue/, the fsync of queue/ begins after both renames,
-and all of it ends before the listener writes the 250 to the client's
-socket.  The 250 is told from the other writes on that socket by its
+queue copies it, after its envelope, into a file of its own, every write
+into that file ends before its fsync, the fsync ends before its rename
+into queue/, the fsync of queue/ begins after the rename, and all of it
+ends before the listener writes the 250 to the client's socket.  The 250 is told from the other writes on that socket by its
 length: a TLS 1.3 record is the reply's length plus 22 octets."""
 
 import re
@@ -51,16 +51,17 @@ def check_order(calls, queue_pid, listener_pid, qid, reply, port):
         return [c for c in q if c.name.startswith("rename") and c.ret == 0
                 and '"%s"' % src in c.args and '"%s"' % dst in c.args]
 
-    # [queue] copies what the listener wrote (tmp/ID) into a file of its
-    # own (tmp/ID.msg), which it syncs and renames into queue/
+    # [queue] writes the envelope, then copies what the listener wrote
+    # (tmp/ID), into a file of its own (tmp/ID.msg), which it syncs and
+    # renames into queue/
     f_msg = fsyncs(r"/tmp/%s\.msg" % qid)
-    f_env = fsyncs(r"/tmp/%s\.env" % qid)
     r_msg = renamed("tmp/%s.msg" % qid, "queue/%s.msg" % qid)
     copies = [c for c in q if c.name in ("copy_file_range", "write",
                                          "pwrite64", "sendfile") and
               c.ret > 0 and re.search(r"\d+<[^>]*/tmp/%s\.msg>" % qid,
                                       c.args)]
-    r_env = renamed("tmp/%s.env" % qid, "queue/%s.env" % qid)
+    head = [c for c in copies if c.name == "write" and
+            '"version 2\\nid %s' % qid in c.args]
     data = [c for c in calls if c.name in ("write", "writev", "pwrite64")
             and c.ret > 0 and re.search(fd_path % (r"/tmp/%s" % qid),
                                         c.args)]
@@ -72,9 +73,8 @@ def check_order(calls, queue_pid, listener_pid, qid, reply, port):
     problems = []
     for what, got in (("fsync of tmp/%s.msg" % qid, f_msg),
                       ("copy into tmp/%s.msg" % qid, copies),
-                      ("fsync of tmp/%s.env" % qid, f_env),
+                      ("envelope written into tmp/%s.msg" % qid, head),
                       ("rename to queue/%s.msg" % qid, r_msg),
-                      ("rename to queue/%s.env" % qid, r_env),
                       ("write of the message data into tmp/%s" % qid, data)):
         if not got:
             problems.append("no %s" % what)
@@ -86,30 +86,29 @@ def check_order(calls, queue_pid, listener_pid, qid, reply, port):
     w = w250[0]
     # the last fsync of each before the renames is the one that counts
     fm = [c for c in f_msg if c.end <= r_msg[0].start]
-    fe = [c for c in f_env if c.end <= r_env[0].start]
     if not fm:
         problems.append("tmp/%s.msg renamed before its fsync ended" % qid)
-    if not fe:
-        problems.append("tmp/%s.env renamed before its fsync ended" % qid)
+    if head[0] is not copies[0]:
+        problems.append("the envelope is not the first thing written "
+                        "into tmp/%s.msg: %s" % (qid, copies[0]))
     late = [c for c in data if c.end > copies[0].start]
     if late:
         problems.append("data written after the copy began: %s" % late)
     late = [c for c in copies if fm and c.end > fm[-1].start]
     if late:
         problems.append("data copied after the fsync: %s" % late)
-    after = max(r_msg[0].end, r_env[0].end)
+    after = r_msg[0].end
     f_dir = [c for c in fsyncs(r"/queue/queue") if c.start >= after and
              c.end <= w.start]
     if not f_dir:
         problems.append("no fsync of queue/ between the renames (ended "
                         "%.6f) and the 250 (%.6f): %s" % (
                             after, w.start, fsyncs(r"/queue/queue")))
-    for what, got in (("file", fm), ("envelope", fe)):
-        if got and got[-1].end > w.start:
-            problems.append("the 250 (%.6f) before the %s's fsync ended "
-                            "(%.6f)" % (w.start, what, got[-1].end))
-    if r_env[0].end > w.start or r_msg[0].end > w.start:
-        problems.append("the 250 before the renames")
+    if fm and fm[-1].end > w.start:
+        problems.append("the 250 (%.6f) before the file's fsync ended "
+                        "(%.6f)" % (w.start, fm[-1].end))
+    if r_msg[0].end > w.start:
+        problems.append("the 250 before the rename")
     return problems
 
 
@@ -117,7 +116,7 @@ def check_order(calls, queue_pid, listener_pid, qid, reply, port):
 def t_queued_reply_after_fsync_of_file_envelope_and_directory(d):
     kids = d.children()
     qpid, lpid = kids["[queue]"], kids["[smtp]"]
-    tracer = Tracer(d, [qpid, lpid], TRACED)
+    tracer = Tracer(d, [qpid, lpid], TRACED, strsize=32)
     sent = []
     try:
         for i, (kind, rcpts, size) in enumerate((

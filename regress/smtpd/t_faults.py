@@ -15,10 +15,10 @@ WAIT = 30
 
 
 def committed(d):
-    """Envelopes in queue/: messages not yet done with."""
+    """Message files in queue/: messages not yet done with."""
     top = d.queue + "/queue/"
     return [f for f in d.queue_files() if f.startswith(top) and
-            f.endswith(".env")]
+            f.endswith(".msg")]
 
 
 def drained(d, up, wait=WAIT):

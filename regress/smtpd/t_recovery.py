@@ -7,7 +7,8 @@ import re
 
 import harness
 
-from harness import Smsubmit, message, strip_received, unique
+from harness import (Smsubmit, message, queued_parts, strip_received,
+                     unique)
 from scripted import substitute
 
 
@@ -120,3 +121,110 @@ def t_queue_reads_version1_envelope():
         m = d.wait_message(tag, timeout=20)
         assert m.rcpt_to == ["bob@example.org"], m.rcpt_to
         assert not os.listdir(os.path.join(d.queue, "corrupt"))
+        # its ID.msg starts with the envelope it was committed with: the
+        # older envelope says nothing of it, and it is not sent as text
+        assert b"version 2\n" not in m.eml, m.eml[:300]
+
+
+def _stored_text(d, qid):
+    """The message text the queue holds for qid, as the relay gets it
+    (before the Received: field the listener added is told apart)."""
+    head, text = queued_parts(os.path.join(d.queue, "queue", qid + ".msg"))
+    assert head is not None and re.search(r"^id %s$" % qid, head, re.M), \
+        head
+    return text
+
+
+def t_queue_message_file_holds_its_envelope_and_relays_only_the_message():
+    """A committed message is one file: its envelope, an empty line, the
+    message.  After a restart it is delivered from that file alone (no
+    ID.env, as after a crash right after the commit), and from its ID.env
+    once a deferral wrote one; either way the relay gets the message
+    exactly, with SIZE= its length, and none of the envelope."""
+    with Smsubmit() as d:
+        d.upstream.stop()
+        tags = [unique("head-only"), unique("with-env")]
+        qids = [d.submit(message(t, body="line of text\r\n" * 200))
+                for t in tags]
+        queue = os.path.join(d.queue, "queue")
+        harness.wait_for(lambda: all(os.path.exists(os.path.join(
+            queue, q + ".env")) for q in qids), 20, "both deferred")
+        d.stop_daemon()
+        texts = [_stored_text(d, q) for q in qids]
+        env = os.path.join(queue, qids[1] + ".env")
+        assert os.path.exists(env), os.listdir(queue)
+        with open(env) as f:
+            offset = int(re.search(r"^body (\d+)$", f.read(), re.M)[1])
+        assert offset == os.path.getsize(os.path.join(
+            queue, qids[1] + ".msg")) - len(texts[1]), offset
+        os.unlink(os.path.join(queue, qids[0] + ".env"))
+        d.upstream.start()
+        d.start_daemon()
+        for tag, qid, text in zip(tags, qids, texts):
+            m = d.wait_message(tag, timeout=20)
+            assert m.eml == text, (qid, m.eml[:200], text[:200])
+            assert b"\nid %s\n" % qid.encode() not in m.eml
+            size = [p for p in m.mail_params if p.upper().startswith(
+                "SIZE=")]
+            assert size == ["SIZE=%d" % len(text)], (size, len(text))
+        assert not os.listdir(os.path.join(d.queue, "corrupt"))
+
+
+def t_queue_sweeps_lone_envelope_of_unfinished_removal():
+    """A removal renames ID.msg away first: a crash before ID.env follows
+    leaves ID.env alone, which start-up removes, delivering nothing and
+    setting nothing aside."""
+    with Smsubmit() as d:
+        d.upstream.stop()
+        tag = unique("removed")
+        qid = d.submit(message(tag))
+        d.wait_log("retry in")
+        d.stop_daemon()
+        queue = os.path.join(d.queue, "queue")
+        assert os.path.exists(os.path.join(queue, qid + ".env"))
+        os.unlink(os.path.join(queue, qid + ".msg"))
+        d.upstream.start()
+        d.start_daemon()
+        d.wait_log("unfinished files removed")
+        later = unique("later")
+        d.wait_message(d.submit(message(later)), timeout=20)
+        assert not d.find_messages(tag), "a removed message was relayed"
+        assert not os.path.exists(os.path.join(queue, qid + ".env"))
+        assert not os.listdir(os.path.join(d.queue, "corrupt"))
+        assert re.search(r"0 messages recovered, 1 unfinished files "
+                         r"removed", d.log()), d.log_tail()
+
+
+def t_queue_quarantines_message_file_with_unreadable_envelope():
+    """A queue/ID.msg whose head is an envelope that cannot be read (a
+    bad field, or no empty line to end it) is set aside in corrupt/, not
+    swept and not relayed, and the other messages are delivered."""
+    with Smsubmit() as d:
+        d.upstream.stop()
+        good, bad, endless = unique("good"), unique("bad"), unique("endless")
+        gid = d.submit(message(good))
+        bid = d.submit(message(bad))
+        eid = d.submit(message(endless))
+        d.wait_log("retry in")
+        d.stop_daemon()
+        queue = os.path.join(d.queue, "queue")
+        for q in (bid, eid):
+            if os.path.exists(os.path.join(queue, q + ".env")):
+                os.unlink(os.path.join(queue, q + ".env"))
+        with open(os.path.join(queue, bid + ".msg"), "r+b") as f:
+            data = f.read()
+            f.seek(0)
+            f.write(data.replace(b"\nrcpt pending ", b"\nrcpt maybe ", 1))
+        with open(os.path.join(queue, eid + ".msg"), "r+b") as f:
+            data = f.read()
+            f.seek(0)
+            f.truncate()
+            f.write(data[:data.index(b"\n\n") + 1])
+        d.upstream.start()
+        d.start_daemon()
+        d.wait_message(good, timeout=20)
+        d.wait_log("moved to corrupt/")
+        corrupt = sorted(os.listdir(os.path.join(d.queue, "corrupt")))
+        assert corrupt == sorted([bid + ".msg", eid + ".msg"]), corrupt
+        assert not d.find_messages(bad) and not d.find_messages(endless)
+        assert d.alive()
