@@ -314,7 +314,7 @@ load_env(const char *id)
 	if (m->body == 0 && !head_length(path, id, &m->body)) {
 		envelope_clear(m);
 		free(m);
-		quarantine(id, "unreadable envelope");
+		quarantine(id, "message file unreadable");
 		return NULL;
 	}
 	if (stat(path, &st) == -1 || st.st_size < m->body) {

@@ -117,6 +117,11 @@ def t_bounce_dsn_structure():
         assert ("Message-ID: <%s@example.org>" % tag).encode() in hdrs
         assert b"the body, which stays home" not in dsn.eml, \
             "the original body is in the DSN"
+        # the headers returned start where the message does, past the
+        # envelope its queue file begins with
+        assert hdrs.startswith(b"Received: "), hdrs[:300]
+        assert b"\nrcpt " not in dsn.eml and b"version 2" not in dsn.eml, \
+            dsn.eml[:600]
         ok = [m for m in d.messages() if m.mail_from == "alice@example.org"]
         assert len(ok) == 1 and ok[0].rcpt_to == ["bob@example.org"], ok
 
