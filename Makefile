@@ -44,7 +44,7 @@ SMTPD	 = smtpd/smsubmit.o smtpd/proc.o smtpd/parse.o smtpd/listener.o \
 	   smtpd/relay.o smtpd/envelope.o smtpd/bounce.o smtpd/control.o \
 	   smtpd/crypto.o smtpd/sandbox.o smtpd/check.o smtpd/keypair.o \
 	   smtpd/userlimit.o smtpd/stats.o smtpd/spare.o smtpd/tlsbuf.o \
-	   smtpd/scheduler.o smtpd/syncer.o
+	   smtpd/scheduler.o smtpd/syncer.o smtpd/handshaker.o
 UNIT	 = $(patsubst %.c,%,$(wildcard regress/unit/t_*.c))
 # load generator and discarding relay host of `make bench` (before the
 # rules that name them: make expands prerequisites as it reads them)

@@ -270,6 +270,11 @@ io_arm(struct session *s)
 	time_t		 now;
 	short		 ev = 0;
 
+	if (s->flags & SF_SHAKING) {
+		/* the thread has the connection: nothing until it is done */
+		event_del(s->ev);
+		return;
+	}
 	/*
 	 * An idle session keeps no buffers: the input one was reserved
 	 * (READ_CHUNK) by a read that may have found nothing, the output
@@ -300,12 +305,10 @@ io_arm(struct session *s)
 	event_add(s->ev, &tv);
 }
 
+/* What tls_handshake() said, in the loop: 1 done, 0 more, -1 failed. */
 static int
-handshake(struct session *s)
+handshake_result(struct session *s, int r)
 {
-	int	 r;
-
-	r = tls_handshake(s->tls);
 	if (r == TLS_WANT_POLLIN || r == TLS_WANT_POLLOUT) {
 		s->rwant = r == TLS_WANT_POLLIN ? EV_READ : EV_WRITE;
 		return 0;
@@ -323,6 +326,42 @@ handshake(struct session *s)
 	    tls_conn_version(s->tls), tls_conn_cipher(s->tls));
 	session_start(s);
 	return 1;
+}
+
+/*
+ * The next step of the handshake, in a handshaker thread (handshaker.c)
+ * if there is one: then 0, and the session waits, with no event, for
+ * handshake_done().
+ */
+static int
+handshake(struct session *s)
+{
+	if (handshaker_run(s->tls, s) == 0) {
+		s->flags |= SF_SHAKING;
+		return 0;
+	}
+	return handshake_result(s, tls_handshake(s->tls));
+}
+
+/* A handshaker thread's tls_handshake() of s said r. */
+static void
+handshake_done(void *arg, int r)
+{
+	struct session	*s = arg;
+
+	s->flags &= ~SF_SHAKING;
+	switch (handshake_result(s, r)) {
+	case -1:
+		session_free(s);
+		break;
+	case 0:
+		io_arm(s);
+		break;
+	default:
+		/* on with the greeting, or what came after STARTTLS */
+		io_cb(s->fd, 0, s);
+		break;
+	}
 }
 
 static void
@@ -580,6 +619,8 @@ session_free(struct session *s)
 {
 	int	 i;
 
+	if (s->flags & SF_SHAKING)
+		fatalx("session %08x freed in its handshake", s->id);
 	session_cleanup(s);
 	if (s->auth_timer != NULL)
 		event_free(s->auth_timer);
@@ -1501,6 +1542,7 @@ listener_main(struct smsubmit_conf *conf, struct proc_peers *peers)
 	if (sterm == NULL || sint == NULL || evsignal_add(sterm, NULL) == -1 ||
 	    evsignal_add(sint, NULL) == -1)
 		fatalx("evsignal");
+	handshaker_start(env.base, handshake_done);
 	sandbox_enter("smtp", env.parent->fd);
 	event_base_dispatch(env.base);
 	fatalx("event loop ended");

@@ -7,8 +7,10 @@
  * certificates.  Those installed here forward each private-key operation
  * to [crypto] over a channel of their own and wait for the answer: OpenSSL
  * cannot suspend a handshake in the middle of a signature, so the call is
- * synchronous, bounded by a timeout.  The key is named by the SHA-256 of
- * its public key, which both sides compute from what they hold.
+ * synchronous, bounded by a timeout.  The handshakes run in threads
+ * (handshaker.c), so a mutex keeps the calls on the one channel one at a
+ * time.  The key is named by the SHA-256 of its public key, which both
+ * sides compute from what they hold.
  *
  * RSA decryption (RSA key exchange, which has no forward secrecy) is
  * refused: the key process would otherwise be a decryption oracle.
@@ -17,6 +19,7 @@
 
 #include <sys/types.h>
 
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/ec.h>
@@ -28,6 +31,8 @@
 #include "smsubmit.h"
 
 #define SIGNER_TIMEOUT	10000	/* ms: the key process is ours, not slow */
+
+static pthread_mutex_t	 lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct {
 	struct ipc	*crypto;
@@ -43,7 +48,9 @@ call(uint32_t type, const uint8_t *id, const uint8_t *in, size_t inlen,
 	struct ipc_msg	 msg;
 	const uint8_t	*sig;
 	size_t		 siglen;
+	int		 r = -1;
 
+	pthread_mutex_lock(&lock);
 	if (type == IMSG_CRYPTO_RSA_SIGN)
 		ipc_send(env.crypto, type, 0, -1, "bbu", id,
 		    (size_t)CRYPTO_KEYID_LEN, in, inlen, padding);
@@ -63,10 +70,12 @@ call(uint32_t type, const uint8_t *id, const uint8_t *in, size_t inlen,
 	if (msg.type != IMSG_CRYPTO_SIG || msg.fd != -1 ||
 	    ipc_unpack(&msg, "b", &sig, &siglen) == -1 || siglen > outmax)
 		fatalx("bad answer from the key process");
-	if (siglen == 0)
-		return -1;
-	memcpy(out, sig, siglen);
-	return siglen;
+	if (siglen > 0) {
+		memcpy(out, sig, siglen);
+		r = siglen;
+	}
+	pthread_mutex_unlock(&lock);
+	return r;
 }
 
 static int

@@ -324,6 +324,12 @@ void	 crypto_main(struct smsubmit_conf *, struct proc_peers *)
 /* Route every private-key operation of this process to fd. */
 void	 signer_init(int fd);
 
+/* --- handshaker.c: the listener's TLS handshakes, in threads --- */
+
+struct tls;
+void	 handshaker_start(struct event_base *, void (*)(void *, int));
+int	 handshaker_run(struct tls *, void *);
+
 /* --- sandbox.c --- */
 
 /* Allow only what the named process needs from now on. */
@@ -412,6 +418,7 @@ enum session_state {
 #define SF_DATAFULL	0x0200	/* message over the size limit */
 #define SF_PROXYHDR	0x0400	/* reading the PROXY header */
 #define SF_COUNTED	0x0800	/* in the per-address and network counts */
+#define SF_SHAKING	0x1000	/* tls_handshake() in a handshaker thread */
 
 struct session {
 	SPLAY_ENTRY(session)	 entry;
