@@ -305,6 +305,43 @@ io_arm(struct session *s)
 	event_add(s->ev, &tv);
 }
 
+/*
+ * A server context and the sessions accepted under it.  A handshake
+ * calls back into the server context it began under (libtls's servername
+ * callback reads its list of certificates), so a reload must not free
+ * the old context while a session accepted under it may still be in its
+ * handshake: the context goes with the last such session.
+ */
+struct server_tls {
+	struct tls	*ctx;
+	int		 refs;	/* its sessions, and 1 while it is current */
+};
+
+static struct server_tls	*server;
+
+static void
+server_unref(struct server_tls *st)
+{
+	if (--st->refs > 0)
+		return;
+	tls_free(st->ctx);
+	free(st);
+}
+
+/* TLS for s, under the current server context; -1 (logged) if not. */
+static int
+tls_start(struct session *s)
+{
+	if (tls_accept_socket(server->ctx, &s->tls, s->fd) == -1) {
+		log_warnx("session %08x tls_accept_socket: %s", s->id,
+		    tls_error(server->ctx));
+		return -1;
+	}
+	s->server = server;
+	server->refs++;
+	return 0;
+}
+
 /* What tls_handshake() said, in the loop: 1 done, 0 more, -1 failed. */
 static int
 handshake_result(struct session *s, int r)
@@ -424,9 +461,7 @@ io_cb(int fd, short ev, void *arg)
 		}
 		if ((s->flags & SF_STARTTLS) && s->tls == NULL) {
 			/* the 220 is out; anything buffered was dropped */
-			if (tls_accept_socket(env.tls, &s->tls, s->fd) == -1) {
-				log_warnx("session %08x tls_accept_socket: %s",
-				    s->id, tls_error(env.tls));
+			if (tls_start(s) == -1) {
 				session_free(s);
 				return;
 			}
@@ -640,6 +675,8 @@ session_free(struct session *s)
 		tls_close(s->tls);
 		tls_free(s->tls);
 	}
+	if (s->server != NULL)
+		server_unref(s->server);
 	close(s->fd);
 	buf_free(&s->in);
 	buf_free(&s->out);
@@ -961,11 +998,8 @@ session_begin(struct session *s, const char *proxy)
 
 	if (s->lc->flags & LISTEN_TLS) {
 		s->state = S_HANDSHAKE;
-		if (tls_accept_socket(env.tls, &s->tls, s->fd) == -1) {
-			log_warnx("session %08x tls_accept_socket: %s", s->id,
-			    tls_error(env.tls));
+		if (tls_start(s) == -1)
 			return -1;
-		}
 	} else
 		session_start(s);
 	return 0;
@@ -1135,7 +1169,7 @@ tls_setup(void)
 	struct tls_config	*cfg;
 	struct tls		*ctx;
 	uint32_t		 protocols;
-	int			 first = env.tls == NULL;
+	int			 first = server == NULL;
 
 	if (env.ncerts == 0)
 		fatalx("TLS_READY without a certificate");
@@ -1158,16 +1192,19 @@ tls_setup(void)
 		    err ? err : "unknown error");
 		tls_free(ctx);
 	} else {
-		/* sessions in flight keep their own references */
+		/* the old one goes with its last session (server_unref()) */
 		if (!first)
-			tls_free(env.tls);
-		env.tls = ctx;
+			server_unref(server);
+		if ((server = calloc(1, sizeof(*server))) == NULL)
+			fatal("calloc");
+		server->ctx = ctx;
+		server->refs = 1;
 		log_info("TLS certificate %s", first ? "loaded" : "reloaded");
 	}
 	tls_config_free(cfg);
 	while (env.ncerts > 0)
 		free(env.cert[--env.ncerts]);
-	if (first && env.tls != NULL) {
+	if (first && server != NULL) {
 		start_accepting();
 		ipc_send(env.parent, IMSG_READY, 0, -1, "");
 	}

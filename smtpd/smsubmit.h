@@ -383,7 +383,6 @@ struct listener_env {
 	struct event_base	*base;
 	struct ipc		*parent;
 	struct ipc		*queue;
-	struct tls		*tls;		/* server context, once keyed */
 	struct listen_list	 listeners;	/* accepting on these */
 	char			 mechs[AUTH_MECHS_MAX];	/* from auth */
 	int			 auth_ready;
@@ -420,6 +419,8 @@ enum session_state {
 #define SF_COUNTED	0x0800	/* in the per-address and network counts */
 #define SF_SHAKING	0x1000	/* tls_handshake() in a handshaker thread */
 
+struct server_tls;
+
 struct session {
 	SPLAY_ENTRY(session)	 entry;
 	uint32_t		 id;
@@ -428,6 +429,7 @@ struct session {
 	struct listen_conf	*lc;
 	int			 fd;
 	struct tls		*tls;
+	struct server_tls	*server;	/* listener.c: tls came from */
 	struct event		*ev;
 	struct buf		 in;
 	struct buf		 out;

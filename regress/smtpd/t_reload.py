@@ -323,6 +323,36 @@ def t_reload_tls_protocols():
         assert c.version() == "TLSv1.3", c.version()
 
 
+@timeout(60)
+def t_reload_handshake_begun_before_reload_completes():
+    """A client connected before a reload, whose ClientHello (with SNI)
+    comes after it, still completes its handshake under the old
+    certificate context and submits: the reload does not free a server
+    context a session may still handshake under (libtls calls back into
+    it), and the daemon keeps serving.  (glibc fills freed memory with
+    MALLOC_PERTURB_'s octet, to make a read of a freed context more
+    likely to fail; the sanitizers do not see reads made inside libtls,
+    and this test did not fail on the code before the fix either.)"""
+    with Smsubmit(env={"MALLOC_PERTURB_": "165"}) as d:
+        early = [socket.create_connection(("127.0.0.1", d.tls_port), 5)
+                 for _ in range(3)]
+        for _ in range(2):
+            hup(d)
+        ctx = ssl.create_default_context(cafile=d.cert)
+        for s in early:
+            t = ctx.wrap_socket(s, server_hostname="mx.test")
+            f = t.makefile("rb")
+            assert f.readline().startswith(b"220 "), "no greeting"
+            t.sendall(b"QUIT\r\n")
+            assert f.readline().startswith(b"221 "), "no 221"
+            t.close()
+        assert d.alive(), "the early handshakes stopped the daemon"
+        qid = d.submit(message(unique("after-reloads")))
+        d.wait_message(qid)
+        assert not re.search(r"ERROR: AddressSanitizer|heap-use-after-free",
+                             d.log()), d.log()[-2000:]
+
+
 def t_reload_systemctl_reload_sends_hup():
     """systemctl reload: the unit's ExecReload sends SIGHUP to the
     parent, which is what the tests above do."""
