@@ -408,6 +408,8 @@ io_cb(int fd, short ev, void *arg)
 	ssize_t		 n;
 	int		 r;
 
+	if (s->flags & SF_SHAKING)
+		return;		/* a handshaker has it: handshake_done() */
 	if (ev & EV_TIMEOUT) {
 		if (s->flags & SF_PROXYHDR) {
 			log_info("connection from proxy %s on %s: no PROXY "

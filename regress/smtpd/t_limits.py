@@ -354,6 +354,7 @@ def t_sigterm_exits_cleanly():
     """With no session in flight SIGTERM ends every process at once."""
     with Smsubmit() as d:
         kids = d.children()
+        d.wait_idle()   # the start-up probes' sessions are gone too
         d.signal(signal.SIGTERM)
         # no speed asserted: a bound, and the log says what waited
         status = d.wait_exit(30)
