@@ -19,7 +19,11 @@
  * that connection alone (no events armed, nothing read or written) until
  * done(arg, result) is called, in the loop.  The signatures of the
  * threads go to [crypto] one at a time, over the one channel
- * (signer.c).
+ * (signer.c).  Once a handshake has had its signature, the rest of it
+ * (the client's Finished, the session tickets) signs nothing and is
+ * quick: the listener does it itself (done() is told whether a job
+ * signed), which spares that step the wait behind other handshakes'
+ * first ones, 13 ms of each session with 32 clients.
  *
  * The threads are started before the sandbox, whose filter is loaded
  * into every thread of the process and then forbids making another; they
@@ -51,6 +55,7 @@ struct job {
 	struct tls		*ctx;
 	void			*arg;
 	int			 result;
+	int			 signed_;	/* it asked [crypto] to sign */
 };
 TAILQ_HEAD(jobs, job);
 
@@ -64,7 +69,7 @@ static struct {
 	int		  wake[2];	/* threads -> loop */
 	int		  woken;	/* an octet in the pipe, not read yet */
 	struct event	 *ev;
-	void		(*done_cb)(void *, int);
+	void		(*done_cb)(void *, int, int);
 } h = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.cond = PTHREAD_COND_INITIALIZER,
@@ -78,6 +83,7 @@ handshaker_thread(void *unused)
 {
 	struct job	*j;
 	ssize_t		 n;
+	unsigned long	 before;
 	int		 wake;
 
 	pthread_mutex_lock(&h.lock);
@@ -88,7 +94,9 @@ handshaker_thread(void *unused)
 			pthread_cond_wait(&h.cond, &h.lock);
 		TAILQ_REMOVE(&h.todo, j, entry);
 		pthread_mutex_unlock(&h.lock);
+		before = signer_count();
 		j->result = tls_handshake(j->ctx);
+		j->signed_ = signer_count() != before;
 		pthread_mutex_lock(&h.lock);
 		TAILQ_INSERT_TAIL(&h.done, j, entry);
 		/* one octet until the loop reads: the pipe cannot fill */
@@ -117,13 +125,13 @@ wake_cb(int fd, short ev, void *unused)
 	pthread_mutex_unlock(&h.lock);
 	while ((j = TAILQ_FIRST(&done)) != NULL) {
 		TAILQ_REMOVE(&done, j, entry);
-		h.done_cb(j->arg, j->result);
+		h.done_cb(j->arg, j->result, j->signed_);
 		free(j);
 	}
 }
 
 void
-handshaker_start(struct event_base *base, void (*done)(void *, int))
+handshaker_start(struct event_base *base, void (*done)(void *, int, int))
 {
 	pthread_attr_t	 attr;
 	pthread_t	 t;

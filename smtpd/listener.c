@@ -367,13 +367,13 @@ handshake_result(struct session *s, int r)
 
 /*
  * The next step of the handshake, in a handshaker thread (handshaker.c)
- * if there is one: then 0, and the session waits, with no event, for
- * handshake_done().
+ * if there is one and the handshake has not had its signature yet: then
+ * 0, and the session waits, with no event, for handshake_done().
  */
 static int
 handshake(struct session *s)
 {
-	if (handshaker_run(s->tls, s) == 0) {
+	if (!(s->flags & SF_SIGNED) && handshaker_run(s->tls, s) == 0) {
 		s->flags |= SF_SHAKING;
 		return 0;
 	}
@@ -382,11 +382,13 @@ handshake(struct session *s)
 
 /* A handshaker thread's tls_handshake() of s said r. */
 static void
-handshake_done(void *arg, int r)
+handshake_done(void *arg, int r, int signed_)
 {
 	struct session	*s = arg;
 
 	s->flags &= ~SF_SHAKING;
+	if (signed_)
+		s->flags |= SF_SIGNED;	/* the rest here: handshake() */
 	switch (handshake_result(s, r)) {
 	case -1:
 		session_free(s);

@@ -8,8 +8,8 @@
  * to [crypto] over a channel of their own and wait for the answer: OpenSSL
  * cannot suspend a handshake in the middle of a signature, so the call is
  * synchronous, bounded by a timeout.  The handshakes run in threads
- * (handshaker.c), so a mutex keeps the calls on the one channel one at a
- * time.  The key is named by the SHA-256 of its public key, which both
+ * (handshaker.c), which share the one channel (see call()).  The key is
+ * named by the SHA-256 of its public key, which both
  * sides compute from what they hold.
  *
  * RSA decryption (RSA key exchange, which has no forward secrecy) is
@@ -32,7 +32,18 @@
 
 #define SIGNER_TIMEOUT	10000	/* ms: the key process is ours, not slow */
 
+/*
+ * Calls from several threads: each sends its request under the lock and
+ * takes a ticket; [crypto] answers in the order it was asked, so the
+ * ticket's holder reads the next answer.  It reads without the lock, so
+ * that another thread's request is on its way meanwhile and [crypto]
+ * goes from one signature to the next without waiting to be woken: the
+ * reader touches only the channel's input, a sender only its output.
+ */
 static pthread_mutex_t	 lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t	 turn = PTHREAD_COND_INITIALIZER;
+static unsigned long	 tickets, serving;
+static __thread unsigned long	 signed_here;
 
 static struct {
 	struct ipc	*crypto;
@@ -48,9 +59,12 @@ call(uint32_t type, const uint8_t *id, const uint8_t *in, size_t inlen,
 	struct ipc_msg	 msg;
 	const uint8_t	*sig;
 	size_t		 siglen;
+	unsigned long	 ticket;
 	int		 r = -1;
 
+	signed_here++;
 	pthread_mutex_lock(&lock);
+	ticket = tickets++;
 	if (type == IMSG_CRYPTO_RSA_SIGN)
 		ipc_send(env.crypto, type, 0, -1, "bbu", id,
 		    (size_t)CRYPTO_KEYID_LEN, in, inlen, padding);
@@ -58,6 +72,9 @@ call(uint32_t type, const uint8_t *id, const uint8_t *in, size_t inlen,
 		ipc_send(env.crypto, type, 0, -1, "bb", id,
 		    (size_t)CRYPTO_KEYID_LEN, in, inlen);
 	ipc_flush(env.crypto);
+	while (serving != ticket)
+		pthread_cond_wait(&turn, &lock);
+	pthread_mutex_unlock(&lock);
 	switch (ipc_read_sync(env.crypto, &msg, SIGNER_TIMEOUT)) {
 	case 1:
 		break;
@@ -74,8 +91,17 @@ call(uint32_t type, const uint8_t *id, const uint8_t *in, size_t inlen,
 		memcpy(out, sig, siglen);
 		r = siglen;
 	}
+	pthread_mutex_lock(&lock);
+	serving++;
+	pthread_cond_broadcast(&turn);
 	pthread_mutex_unlock(&lock);
 	return r;
+}
+
+unsigned long
+signer_count(void)
+{
+	return signed_here;
 }
 
 static int

@@ -323,11 +323,14 @@ void	 crypto_main(struct smsubmit_conf *, struct proc_peers *)
 
 /* Route every private-key operation of this process to fd. */
 void	 signer_init(int fd);
+/* signatures made in this thread so far */
+unsigned long signer_count(void);
 
 /* --- handshaker.c: the listener's TLS handshakes, in threads --- */
 
 struct tls;
-void	 handshaker_start(struct event_base *, void (*)(void *, int));
+/* done(arg, tls_handshake()'s result, whether it signed) */
+void	 handshaker_start(struct event_base *, void (*)(void *, int, int));
 int	 handshaker_run(struct tls *, void *);
 
 /* --- sandbox.c --- */
@@ -418,6 +421,7 @@ enum session_state {
 #define SF_PROXYHDR	0x0400	/* reading the PROXY header */
 #define SF_COUNTED	0x0800	/* in the per-address and network counts */
 #define SF_SHAKING	0x1000	/* tls_handshake() in a handshaker thread */
+#define SF_SIGNED	0x2000	/* the handshake's signature is made */
 
 struct server_tls;
 

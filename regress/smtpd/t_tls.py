@@ -49,3 +49,28 @@ def t_tls_ciphers_statement_still_rules():
     with Smsubmit(conf={"tls ciphers": '"secure"'}) as d:
         assert handshake(d, "tls", "ECDHE-RSA-AES128-SHA") == \
             "ECDHE-RSA-AES128-SHA"
+
+
+def t_tls_hello_retry_request_completes(d):
+    """A TLS 1.3 client whose first key share is for a group the server
+    does not take gets a HelloRetryRequest, and its second ClientHello a
+    handshake that completes and signs (the first step signed nothing, so
+    the listener must not take the rest for a handshake already signed:
+    smtpd/handshaker.c), on both listeners."""
+    for kind in ("tls", "starttls"):
+        argv = ["openssl", "s_client", "-connect",
+                "127.0.0.1:%d" % d.port(kind), "-CAfile", d.cert,
+                "-servername", HOSTNAME, "-tls1_3", "-msg",
+                "-groups", "ffdhe2048:X25519"]
+        if kind == "starttls":
+            argv += ["-starttls", "smtp"]
+        p = subprocess.run(argv, input=b"EHLO client.test\r\nQUIT\r\n",
+                           capture_output=True, timeout=20)
+        out = p.stdout.decode(errors="replace")
+        hellos = re.findall(r"^>>> TLS 1.3, Handshake \[[^]]*\], "
+                            r"ClientHello", out, re.M)
+        assert len(hellos) == 2, "%s: %d ClientHellos, no retry?\n%s" % (
+            kind, len(hellos), out[-2000:])
+        assert "Verify return code: 0 (ok)" in out, out[-2000:]
+        assert "Server Temp Key: X25519" in out, out[-2000:]
+        assert "New, TLSv1.3" in out, out[-2000:]
