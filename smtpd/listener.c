@@ -346,6 +346,10 @@ tls_start(struct session *s)
 static int
 handshake_result(struct session *s, int r)
 {
+	const char	*why;
+
+	if ((why = signer_failed()) != NULL)
+		fatalx("%s", why);
 	if (r == TLS_WANT_POLLIN || r == TLS_WANT_POLLOUT) {
 		s->rwant = r == TLS_WANT_POLLIN ? EV_READ : EV_WRITE;
 		return 0;
@@ -1511,7 +1515,11 @@ stop_timer_cb(int fd, short ev, void *arg)
 {
 	log_info("grace period over, %d sessions cut off", env.nsessions);
 	ipc_flush(env.queue);
-	exit(0);
+	/*
+	 * Not exit(): a handshaker thread may be inside OpenSSL, which
+	 * exit()'s clean-up would tear down under it.
+	 */
+	_exit(0);
 }
 
 static void

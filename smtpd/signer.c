@@ -43,6 +43,7 @@
 static pthread_mutex_t	 lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t	 turn = PTHREAD_COND_INITIALIZER;
 static unsigned long	 tickets, serving;
+static const char	*failure;	/* the channel is done for: why */
 static __thread unsigned long	 signed_here;
 
 static struct {
@@ -60,10 +61,15 @@ call(uint32_t type, const uint8_t *id, const uint8_t *in, size_t inlen,
 	const uint8_t	*sig;
 	size_t		 siglen;
 	unsigned long	 ticket;
+	const char	*why;
 	int		 r = -1;
 
 	signed_here++;
 	pthread_mutex_lock(&lock);
+	if (failure != NULL) {
+		pthread_mutex_unlock(&lock);
+		return -1;
+	}
 	ticket = tickets++;
 	if (type == IMSG_CRYPTO_RSA_SIGN)
 		ipc_send(env.crypto, type, 0, -1, "bbu", id,
@@ -75,27 +81,51 @@ call(uint32_t type, const uint8_t *id, const uint8_t *in, size_t inlen,
 	while (serving != ticket)
 		pthread_cond_wait(&turn, &lock);
 	pthread_mutex_unlock(&lock);
+	/*
+	 * In a handshaker thread nothing may exit (two threads in exit()
+	 * at once, or OpenSSL's atexit clean-up under a handshake, can
+	 * hang): a failure is noted, the signature fails, and the loop
+	 * stops the process (signer_failed()).
+	 */
+	why = NULL;
 	switch (ipc_read_sync(env.crypto, &msg, SIGNER_TIMEOUT)) {
 	case 1:
+		if (msg.type != IMSG_CRYPTO_SIG || msg.fd != -1 ||
+		    ipc_unpack(&msg, "b", &sig, &siglen) == -1 ||
+		    siglen > outmax)
+			why = "bad answer from the key process";
+		else if (siglen > 0) {
+			memcpy(out, sig, siglen);
+			r = siglen;
+		}
 		break;
 	case 0:
-		fatalx("key process went away");
+		why = "key process went away";
+		break;
 	default:
-		fatalx("key process did not answer in %ds",
-		    SIGNER_TIMEOUT / 1000);
-	}
-	if (msg.type != IMSG_CRYPTO_SIG || msg.fd != -1 ||
-	    ipc_unpack(&msg, "b", &sig, &siglen) == -1 || siglen > outmax)
-		fatalx("bad answer from the key process");
-	if (siglen > 0) {
-		memcpy(out, sig, siglen);
-		r = siglen;
+		why = "key process did not answer in time";
+		break;
 	}
 	pthread_mutex_lock(&lock);
+	if (why != NULL && failure == NULL)
+		failure = why;
+	if (why != NULL)
+		r = -1;
 	serving++;
 	pthread_cond_broadcast(&turn);
 	pthread_mutex_unlock(&lock);
 	return r;
+}
+
+const char *
+signer_failed(void)
+{
+	const char	*why;
+
+	pthread_mutex_lock(&lock);
+	why = failure;
+	pthread_mutex_unlock(&lock);
+	return why;
 }
 
 unsigned long

@@ -325,6 +325,8 @@ void	 crypto_main(struct smsubmit_conf *, struct proc_peers *)
 void	 signer_init(int fd);
 /* signatures made in this thread so far */
 unsigned long signer_count(void);
+/* why the key process can no longer sign, or NULL: the caller exits */
+const char *signer_failed(void);
 
 /* --- handshaker.c: the listener's TLS handshakes, in threads --- */
 
