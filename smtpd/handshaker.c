@@ -62,7 +62,7 @@ TAILQ_HEAD(jobs, job);
 static struct {
 	pthread_mutex_t	  lock;
 	pthread_cond_t	  cond;
-	struct jobs	  todo;
+	struct jobs	  queued;	/* for a thread */
 	struct jobs	  done;
 	int		  nready;	/* threads waiting for jobs */
 	int		  started;
@@ -73,7 +73,7 @@ static struct {
 } h = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.cond = PTHREAD_COND_INITIALIZER,
-	.todo = TAILQ_HEAD_INITIALIZER(h.todo),
+	.queued = TAILQ_HEAD_INITIALIZER(h.queued),
 	.done = TAILQ_HEAD_INITIALIZER(h.done),
 	.wake = { -1, -1 },
 };
@@ -90,9 +90,9 @@ handshaker_thread(void *unused)
 	h.nready++;
 	pthread_cond_broadcast(&h.cond);
 	for (;;) {
-		while ((j = TAILQ_FIRST(&h.todo)) == NULL)
+		while ((j = TAILQ_FIRST(&h.queued)) == NULL)
 			pthread_cond_wait(&h.cond, &h.lock);
-		TAILQ_REMOVE(&h.todo, j, entry);
+		TAILQ_REMOVE(&h.queued, j, entry);
 		pthread_mutex_unlock(&h.lock);
 		before = signer_count();
 		j->result = tls_handshake(j->ctx);
@@ -198,7 +198,7 @@ handshaker_run(struct tls *ctx, void *arg)
 	j->ctx = ctx;
 	j->arg = arg;
 	pthread_mutex_lock(&h.lock);
-	TAILQ_INSERT_TAIL(&h.todo, j, entry);
+	TAILQ_INSERT_TAIL(&h.queued, j, entry);
 	pthread_cond_signal(&h.cond);
 	pthread_mutex_unlock(&h.lock);
 	return 0;
