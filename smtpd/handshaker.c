@@ -40,7 +40,6 @@
 #include <malloc.h>
 #endif
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <tls.h>
 #include <unistd.h>
@@ -133,10 +132,7 @@ wake_cb(int fd, short ev, void *unused)
 void
 handshaker_start(struct event_base *base, void (*done)(void *, int, int))
 {
-	pthread_attr_t	 attr;
-	pthread_t	 t;
-	sigset_t	 all, old;
-	int		 e, i;
+	int	 i;
 
 	h.done_cb = done;
 	if (pipe2(h.wake, O_CLOEXEC | O_NONBLOCK) == -1)
@@ -152,32 +148,13 @@ handshaker_start(struct event_base *base, void (*done)(void *, int, int))
 	 */
 	mallopt(M_ARENA_MAX, 1);
 #endif
-	/* not SIGSYS: the sandbox reports a forbidden call in any thread */
-	sigfillset(&all);
-	sigdelset(&all, SIGSYS);
-	if ((e = pthread_sigmask(SIG_SETMASK, &all, &old)) != 0 ||
-	    (e = pthread_attr_init(&attr)) != 0 ||
-	    (e = pthread_attr_setdetachstate(&attr,
-	    PTHREAD_CREATE_DETACHED)) != 0) {
-		errno = e;
-		fatal("handshaker threads");
-	}
 	for (i = 0; i < HANDSHAKERS; i++)
-		if ((e = pthread_create(&t, &attr, handshaker_thread,
-		    NULL)) != 0) {
-			errno = e;
-			fatal("handshaker thread");
-		}
-	pthread_attr_destroy(&attr);
-	/* until they wait, they still make the calls a new thread makes */
+		proc_thread(handshaker_thread, "handshaker");
+	/* idle, before the sandbox (proc_thread()) */
 	pthread_mutex_lock(&h.lock);
 	while (h.nready < HANDSHAKERS)
 		pthread_cond_wait(&h.cond, &h.lock);
 	pthread_mutex_unlock(&h.lock);
-	if ((e = pthread_sigmask(SIG_SETMASK, &old, NULL)) != 0) {
-		errno = e;
-		fatal("pthread_sigmask");
-	}
 	h.started = 1;
 }
 

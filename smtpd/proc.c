@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -359,4 +360,35 @@ proc_conf_copy(const struct smsubmit_conf *conf)
 		return NULL;
 	}
 	return c;
+}
+
+/*
+ * Start a detached helper thread running fn(NULL), in a child before its
+ * sandbox (the filter forbids making threads).  It begins with every
+ * signal blocked but SIGSYS, with which the sandbox reports a forbidden
+ * call in any thread, so that signals stay the event loop's.  The caller
+ * still waits until the thread is idle before loading the filter: until
+ * then it makes the calls that start a thread (rseq, set_robust_list...),
+ * which the filter would kill it for.
+ */
+void
+proc_thread(void *(*fn)(void *), const char *what)
+{
+	pthread_attr_t	 attr;
+	pthread_t	 t;
+	sigset_t	 all, old;
+	int		 e;
+
+	sigfillset(&all);
+	sigdelset(&all, SIGSYS);
+	if ((e = pthread_sigmask(SIG_SETMASK, &all, &old)) != 0 ||
+	    (e = pthread_attr_init(&attr)) != 0 ||
+	    (e = pthread_attr_setdetachstate(&attr,
+	    PTHREAD_CREATE_DETACHED)) != 0 ||
+	    (e = pthread_create(&t, &attr, fn, NULL)) != 0 ||
+	    (e = pthread_sigmask(SIG_SETMASK, &old, NULL)) != 0) {
+		errno = e;
+		fatal("%s thread", what);
+	}
+	pthread_attr_destroy(&attr);
 }

@@ -299,6 +299,9 @@ void	 proc_child(enum proc_type, int instance, struct smsubmit_conf *,
 	    struct proc_peers *);
 /* As root: chroot to root (unless NULL) and become user for good. */
 void	 proc_drop(const char *user, const char *root);
+/* A detached thread running fn(NULL), signals blocked but SIGSYS; what
+   names it in the error, should it fail. */
+void	 proc_thread(void *(*)(void *), const char *what);
 /*
  * SIGHUP: the parent sends a child the settings a running process can
  * take (the parent validated them and refused what needs a restart);

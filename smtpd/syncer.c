@@ -27,7 +27,6 @@
 #include <event.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -104,41 +103,17 @@ wake_cb(int fd, short ev, void *unused)
 void
 syncer_start(struct event_base *base)
 {
-	pthread_attr_t	 attr;
-	pthread_t	 t;
-	sigset_t	 all, old;
-	int		 e;
-
 	if (pipe2(s.wake, O_CLOEXEC | O_NONBLOCK) == -1)
 		fatal("pipe2");
 	if ((s.ev = event_new(base, s.wake[0], EV_READ | EV_PERSIST, wake_cb,
 	    NULL)) == NULL || event_add(s.ev, NULL) == -1)
 		fatalx("syncer event");
-	/* not SIGSYS: the sandbox reports a forbidden call in any thread */
-	sigfillset(&all);
-	sigdelset(&all, SIGSYS);
-	if ((e = pthread_sigmask(SIG_SETMASK, &all, &old)) != 0 ||
-	    (e = pthread_attr_init(&attr)) != 0 ||
-	    (e = pthread_attr_setdetachstate(&attr,
-	    PTHREAD_CREATE_DETACHED)) != 0 ||
-	    (e = pthread_create(&t, &attr, syncer_thread, NULL)) != 0) {
-		errno = e;
-		fatal("syncer thread");
-	}
-	pthread_attr_destroy(&attr);
-	/*
-	 * Until it waits, the new thread is still making the calls that
-	 * start a thread (rseq, set_robust_list...), which the sandbox
-	 * would kill it for.
-	 */
+	proc_thread(syncer_thread, "syncer");
+	/* idle, before the sandbox (proc_thread()) */
 	pthread_mutex_lock(&s.lock);
 	while (!s.ready)
 		pthread_cond_wait(&s.cond, &s.lock);
 	pthread_mutex_unlock(&s.lock);
-	if ((e = pthread_sigmask(SIG_SETMASK, &old, NULL)) != 0) {
-		errno = e;
-		fatal("pthread_sigmask");
-	}
 	s.started = 1;
 }
 
